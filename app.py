@@ -1,0 +1,59 @@
+"""chatlake: WhatsApp and Telegram webhooks into a raw data lake, and the daily ETL to Parquet.
+
+This file only declares what AWS gets (routes, the schedule) and wires them to `chalicelib`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from chalice import Chalice, Response
+
+from chalicelib import runtime, webhook
+from chalicelib.webhook import HttpError
+
+app = Chalice(app_name="chatlake")
+logging.getLogger("chatlake").setLevel(logging.INFO)
+
+# Accept any Content-Type: the body is judged by what it is, and an odd header must not cost a delivery.
+ANY_CONTENT = ["*/*"]
+
+
+def _respond(handler: Callable[[], Response]) -> Response:
+    """The one place where refusals become HTTP responses."""
+    try:
+        return handler()
+    except HttpError as e:
+        return Response({"ok": False, "error": e.message}, status_code=e.status)
+
+
+def _receive(source: str) -> Response:
+    request = app.current_request
+    key = webhook.receive(source, request.raw_body, request.headers, runtime.settings(), runtime.storage())
+    return Response({"ok": True, "key": key})
+
+
+@app.route("/health", methods=["GET"])
+def health() -> dict:
+    return {"ok": True}
+
+
+@app.route("/telegram", methods=["POST"], content_types=ANY_CONTENT)
+def telegram() -> Response:
+    return _respond(lambda: _receive("telegram"))
+
+
+@app.route("/whatsapp", methods=["POST"], content_types=ANY_CONTENT)
+def whatsapp() -> Response:
+    return _respond(lambda: _receive("whatsapp"))
+
+
+@app.route("/whatsapp", methods=["GET"])
+def whatsapp_verify() -> Response:
+    def handshake() -> Response:
+        params = app.current_request.query_params or {}
+        challenge = webhook.whatsapp_challenge(params, runtime.settings())
+        return Response(challenge, headers={"Content-Type": "text/plain"})
+
+    return _respond(handshake)

@@ -1,0 +1,51 @@
+"""The data lake's key layout (contract section 2), in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date
+
+SOURCES = ("telegram", "whatsapp")
+TABLES = ("messages", "statuses", "rejects")
+
+_DT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/")
+_SOURCE_RE = re.compile(r"(?:^|/)source=([a-z]+)/")
+
+
+def digest(body: bytes) -> str:
+    """The content address of a delivery: a retry of the same bytes gets the same key."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def raw_prefix(source: str, day: date) -> str:
+    return f"raw/source={source}/dt={day.isoformat()}/"
+
+
+def raw_key(source: str, day: date, body: bytes) -> str:
+    return f"{raw_prefix(source, day)}{digest(body)}.json"
+
+
+def quarantine_prefix(source: str, day: date) -> str:
+    return f"quarantine/source={source}/dt={day.isoformat()}/"
+
+
+def quarantine_keys(source: str, day: date, body: bytes) -> tuple[str, str]:
+    """The keys of the refused bytes and of their `{"reason", "received_at", "content_type"}` note."""
+    stem = f"{quarantine_prefix(source, day)}{digest(body)}"
+    return f"{stem}.body", f"{stem}.json"
+
+
+def enriched_prefix(table: str, day: date) -> str:
+    return f"enriched/{table}/dt={day.isoformat()}/"
+
+
+def day_of(key: str) -> date | None:
+    """The `dt=` partition of a key, if it has one."""
+    m = _DT_RE.search(key)
+    return date.fromisoformat(m.group(1)) if m else None
+
+
+def source_of(key: str) -> str | None:
+    m = _SOURCE_RE.search(key)
+    return m.group(1) if m else None

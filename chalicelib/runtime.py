@@ -1,0 +1,24 @@
+"""The process's settings and lake, built once and shared by the Lambda handlers and the CLI.
+
+Settings are re-read from the environment on each call (cheap; tests change it); the storage
+backend is cached per `DATALAKE_URL`, so its S3 client and connections survive between invocations.
+"""
+
+from __future__ import annotations
+
+from . import settings as settings_module
+from .settings import Settings
+from .storage import Storage, open_storage
+
+_storages: dict[str, Storage] = {}
+
+
+def settings() -> Settings:
+    return settings_module.load()
+
+
+def storage(url: str | None = None) -> Storage:
+    url = url or settings().datalake_url
+    if url not in _storages:
+        _storages[url] = open_storage(url)
+    return _storages[url]

@@ -1,0 +1,156 @@
+"""Settings from the contract's section 4: the environment first, then a git-ignored `.env`.
+
+Secrets may be given as `NAME_PARAM`, the name of an SSM SecureString; it is read once per process
+(once per Lambda cold start) and cached. Nothing here touches the network until a secret is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATALAKE_URL = "./datalake"
+DOTENV_PATH = ".env"
+
+#: Every setting the contract names; only these are read from the environment or `.env`.
+NAMES = (
+    "DATALAKE_URL",
+    "TELEGRAM_SECRET_TOKEN",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_APP_SECRET",
+    "ATHENA_DATABASE",
+    "ATHENA_WORKGROUP",
+    "ATHENA_OUTPUT_URL",
+    "PII_MODE",
+    "PII_SALT",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_URL",
+)
+#: Settings that may come from SSM Parameter Store through `NAME_PARAM`.
+SECRETS = (
+    "TELEGRAM_SECRET_TOKEN",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_APP_SECRET",
+    "PII_SALT",
+    "TELEGRAM_BOT_TOKEN",
+)
+# Telegram's own rule for setWebhook's secret_token.
+TELEGRAM_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and what to do."""
+
+
+_dotenv_cache: dict[str, dict[str, str]] = {}
+_ssm_cache: dict[str, str] = {}
+_ssm_lock = threading.Lock()
+
+
+def read_dotenv(path: str = DOTENV_PATH) -> dict[str, str]:
+    """The `.env` file's values (cached per path; python-dotenv is only imported when the file exists)."""
+    if path not in _dotenv_cache:
+        values: dict[str, str] = {}
+        if Path(path).is_file():
+            from dotenv import dotenv_values
+
+            values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        _dotenv_cache[path] = values
+    return _dotenv_cache[path]
+
+
+def _default_ssm_client() -> Any:
+    import boto3
+
+    return boto3.client("ssm")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the settings; secrets are resolved on first use."""
+
+    values: Mapping[str, str]
+    ssm_client_factory: Callable[[], Any] = field(default=_default_ssm_client, repr=False)
+
+    def get(self, name: str) -> str | None:
+        """A setting's value: plain value first, else (for secrets) its SSM parameter, else None."""
+        value = self.values.get(name)
+        if value:
+            return value
+        param = self.values.get(f"{name}_PARAM") if name in SECRETS else None
+        return self._from_ssm(param) if param else None
+
+    def _from_ssm(self, param: str) -> str:
+        with _ssm_lock:
+            if param not in _ssm_cache:
+                client = self.ssm_client_factory()
+                try:
+                    reply = client.get_parameter(Name=param, WithDecryption=True)
+                except client.exceptions.ParameterNotFound:
+                    raise ConfigError(
+                        f"SSM parameter {param!r} does not exist: create it as a SecureString "
+                        f"(aws ssm put-parameter --type SecureString --name {param} --value ...)"
+                    ) from None
+                _ssm_cache[param] = reply["Parameter"]["Value"]
+            return _ssm_cache[param]
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if not value:
+            raise ConfigError(f"{name} is not set")
+        return value
+
+    @property
+    def datalake_url(self) -> str:
+        return self.values.get("DATALAKE_URL") or DEFAULT_DATALAKE_URL
+
+    @property
+    def athena_database(self) -> str:
+        return self.values.get("ATHENA_DATABASE") or "chatlake"
+
+    @property
+    def telegram_api_url(self) -> str:
+        return (self.values.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/")
+
+    def telegram_secret_token(self) -> str:
+        """The webhook secret, checked against Telegram's own alphabet so a typo fails loudly."""
+        token = self.require("TELEGRAM_SECRET_TOKEN")
+        if not TELEGRAM_SECRET_RE.fullmatch(token):
+            raise ConfigError(
+                "TELEGRAM_SECRET_TOKEN must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule for secret_token)"
+            )
+        return token
+
+    def pii_salt(self) -> str | None:
+        """The salt when `PII_MODE=hash`, None when identifiers are kept."""
+        mode = (self.values.get("PII_MODE") or "keep").lower()
+        if mode == "keep":
+            return None
+        if mode != "hash":
+            raise ConfigError(f"PII_MODE must be 'keep' or 'hash', not {mode!r}")
+        salt = self.get("PII_SALT")
+        if not salt:
+            raise ConfigError("PII_MODE=hash needs PII_SALT (any long random string; keep it secret)")
+        return salt
+
+
+def load(
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str = DOTENV_PATH,
+    ssm_client_factory: Callable[[], Any] | None = None,
+) -> Settings:
+    """Settings from `environ` (default: the process environment), falling back to `.env`."""
+    env = os.environ if environ is None else environ
+    dotenv = read_dotenv(dotenv_path)
+    wanted = (*NAMES, *(f"{name}_PARAM" for name in SECRETS))
+    values = {name: env.get(name) or dotenv.get(name) or "" for name in wanted}
+    values = {k: v for k, v in values.items() if v}
+    if ssm_client_factory is None:
+        return Settings(values)
+    return Settings(values, ssm_client_factory)

@@ -1,0 +1,206 @@
+"""One storage interface, two backends: a folder on disk and S3, chosen from `DATALAKE_URL`.
+
+Keys are `/`-separated paths relative to the lake root. Both backends list keys in lexicographic
+order, so everything built on `list` is deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+
+class StorageError(Exception):
+    """The lake could not be read or written (disk, permissions, network, S3)."""
+
+
+class NotFound(StorageError):
+    """No object at that key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime  # UTC
+
+
+class Storage(Protocol):
+    url: str
+
+    def put(self, key: str, data: bytes, *, overwrite: bool = True) -> bool:
+        """Store `data` at `key`; with overwrite=False keep an existing object. True if written."""
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order."""
+
+    def delete(self, key: str) -> None: ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
+
+
+class FolderStorage:
+    """A lake in a local folder. Writes are atomic: a temp file in the same folder, then a rename."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.url = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def put(self, key: str, data: bytes, *, overwrite: bool = True) -> bool:
+        path = self._path(key)
+        if not overwrite and path.exists():
+            return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                if overwrite:
+                    os.replace(tmp, path)
+                    return True
+                try:
+                    os.link(tmp, path)  # atomic create-if-absent
+                except FileExistsError:
+                    return False
+                return True
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError as e:
+            raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as e:
+            raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        folder, _, start = prefix.rpartition("/")
+        base = self.root / folder if folder else self.root
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as e:
+            raise StorageError(f"cannot list {base}: {e.strerror or e}") from e
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.startswith(start):
+                continue  # temp files of writes in progress, and other names
+            key = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self.list(key + "/")
+            else:
+                st = entry.stat()
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot delete {key}: {e.strerror or e}") from e
+
+
+class S3Storage:
+    """A lake under `s3://bucket/prefix`. The boto3 client is injected, or built on first use."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_s3_client()
+        return self._client
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return (BotoCoreError, ClientError)
+
+    def put(self, key: str, data: bytes, *, overwrite: bool = True) -> bool:
+        extra = {} if overwrite else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + _check_key(key), Body=data, **extra)
+            return True
+        except self._errors() as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            if not overwrite and code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False  # already stored (or being stored by a concurrent retry of the same body)
+            raise StorageError(f"cannot write s3://{self.bucket}/{self.prefix}{key}: {e}") from e
+
+    def get(self, key: str) -> bytes:
+        try:
+            reply = self.client.get_object(Bucket=self.bucket, Key=self.prefix + _check_key(key))
+            return reply["Body"].read()
+        except self._errors() as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404"):
+                raise NotFound(key) from None
+            raise StorageError(f"cannot read s3://{self.bucket}/{self.prefix}{key}: {e}") from e
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        skip = len(self.prefix)
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for obj in page.get("Contents", ()):
+                    yield ObjectInfo(obj["Key"][skip:], obj["Size"], obj["LastModified"].astimezone(UTC))
+        except self._errors() as e:
+            raise StorageError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {e}") from e
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + _check_key(key))
+        except self._errors() as e:
+            raise StorageError(f"cannot delete s3://{self.bucket}/{self.prefix}{key}: {e}") from e
+
+
+def make_s3_client() -> Any:
+    """An S3 client with bounded, adaptive retries (throttling backs off instead of failing the ETL)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=32)
+    )
+
+
+def open_storage(url: str, s3_client: Any = None) -> Storage:
+    """The backend for a `DATALAKE_URL`: `s3://bucket[/prefix]`, `file:///abs/path` or a plain path."""
+    if url.startswith("s3://"):
+        parsed = urlparse(url)
+        if not parsed.netloc:
+            raise ValueError(f"DATALAKE_URL {url!r} has no bucket: use s3://bucket[/prefix]")
+        return S3Storage(parsed.netloc, parsed.path, client=s3_client)
+    if url.startswith("file://"):
+        parsed = urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"DATALAKE_URL {url!r}: a file:// URL must be absolute (file:///path)")
+        return FolderStorage(parsed.path)
+    if "://" in url:
+        raise ValueError(f"DATALAKE_URL {url!r}: use s3://bucket[/prefix], file:///abs/path or a folder path")
+    return FolderStorage(url)
