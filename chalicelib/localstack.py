@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import secrets
 import shlex
@@ -15,7 +12,9 @@ import time
 from pathlib import Path
 
 from . import settings as settings_module
+from . import synthetic
 from .settings import ConfigError
+from .webhook import whatsapp_signature
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 GENERATED_SECRETS = ("TELEGRAM_SECRET_TOKEN", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_APP_SECRET")
@@ -35,49 +34,8 @@ def ensure_dotenv(path: Path) -> list[str]:
     return missing
 
 
-def sample_deliveries(now: int) -> dict[str, bytes]:
-    """One small, realistic delivery per platform, framed as the platforms send them (non-ASCII escaped)."""
-    telegram = {
-        "update_id": 100000001,
-        "message": {
-            "message_id": 1,
-            "from": {"id": 111111111, "is_bot": False, "first_name": "Zoë", "username": "zoe", "language_code": "en"},
-            "chat": {"id": 111111111, "first_name": "Zoë", "username": "zoe", "type": "private"},
-            "date": now,
-            "text": "Hello from Telegram 👋",
-        },
-    }
-    whatsapp = {
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                    "contacts": [{"profile": {"name": "José"}, "wa_id": "16505551234"}],
-                    "messages": [{
-                        "from": "16505551234",
-                        "id": f"wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA={now}",
-                        "timestamp": str(now),
-                        "type": "text",
-                        "text": {"body": "Hola desde WhatsApp ¿qué tal?"},
-                    }],
-                },
-            }],
-        }],
-    }
-    dump = lambda obj: json.dumps(obj, separators=(",", ":")).encode()  # noqa: E731 (ASCII, \u-escaped)
-    return {"telegram": dump(telegram), "whatsapp": dump(whatsapp)}
-
-
-def whatsapp_signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def first_delivery_hint(base_url: str, settings: settings_module.Settings) -> str:
-    samples = sample_deliveries(int(time.time()))
+    samples = synthetic.samples(int(time.time()))
     wa_body = samples["whatsapp"].decode()
     sig = whatsapp_signature(settings.require("WHATSAPP_APP_SECRET"), samples["whatsapp"])
     return "\n".join([

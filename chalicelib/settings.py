@@ -17,7 +17,7 @@ from typing import Any
 DEFAULT_DATALAKE_URL = "./datalake"
 DOTENV_PATH = ".env"
 
-#: Every setting the contract names; only these are read from the environment or `.env`.
+#: Every setting the contract names (and the one the deploy issue adds: TELEGRAM_API_URL).
 NAMES = (
     "DATALAKE_URL",
     "TELEGRAM_SECRET_TOKEN",
@@ -72,17 +72,22 @@ def _default_ssm_client() -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    """A snapshot of the settings; secrets are resolved on first use."""
+    """The settings seen through the environment, then `.env`; read on use, so a request pays only
+    for the few settings it needs, and secrets are resolved on first use."""
 
-    values: Mapping[str, str]
+    env: Mapping[str, str]
+    dotenv: Mapping[str, str] = field(default_factory=dict)
     ssm_client_factory: Callable[[], Any] = field(default=_default_ssm_client, repr=False)
+
+    def _raw(self, name: str) -> str | None:
+        return self.env.get(name) or self.dotenv.get(name) or None
 
     def get(self, name: str) -> str | None:
         """A setting's value: plain value first, else (for secrets) its SSM parameter, else None."""
-        value = self.values.get(name)
-        if value:
+        value = self._raw(name)
+        if value or name not in SECRETS:
             return value
-        param = self.values.get(f"{name}_PARAM") if name in SECRETS else None
+        param = self._raw(f"{name}_PARAM")
         return self._from_ssm(param) if param else None
 
     def _from_ssm(self, param: str) -> str:
@@ -107,15 +112,15 @@ class Settings:
 
     @property
     def datalake_url(self) -> str:
-        return self.values.get("DATALAKE_URL") or DEFAULT_DATALAKE_URL
+        return self._raw("DATALAKE_URL") or DEFAULT_DATALAKE_URL
 
     @property
     def athena_database(self) -> str:
-        return self.values.get("ATHENA_DATABASE") or "chatlake"
+        return self._raw("ATHENA_DATABASE") or "chatlake"
 
     @property
     def telegram_api_url(self) -> str:
-        return (self.values.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/")
+        return (self._raw("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/")
 
     def telegram_secret_token(self) -> str:
         """The webhook secret, checked against Telegram's own alphabet so a typo fails loudly."""
@@ -129,7 +134,7 @@ class Settings:
 
     def pii_salt(self) -> str | None:
         """The salt when `PII_MODE=hash`, None when identifiers are kept."""
-        mode = (self.values.get("PII_MODE") or "keep").lower()
+        mode = (self._raw("PII_MODE") or "keep").lower()
         if mode == "keep":
             return None
         if mode != "hash":
@@ -147,10 +152,6 @@ def load(
 ) -> Settings:
     """Settings from `environ` (default: the process environment), falling back to `.env`."""
     env = os.environ if environ is None else environ
-    dotenv = read_dotenv(dotenv_path)
-    wanted = (*NAMES, *(f"{name}_PARAM" for name in SECRETS))
-    values = {name: env.get(name) or dotenv.get(name) or "" for name in wanted}
-    values = {k: v for k, v in values.items() if v}
     if ssm_client_factory is None:
-        return Settings(values)
-    return Settings(values, ssm_client_factory)
+        return Settings(env, read_dotenv(dotenv_path))
+    return Settings(env, read_dotenv(dotenv_path), ssm_client_factory)

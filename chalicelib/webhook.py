@@ -63,11 +63,16 @@ def authenticate(source: str, body: bytes, headers: Mapping[str, str], settings:
         secret = _configured(settings, "WHATSAPP_APP_SECRET")
         if len(body) > MAX_BODY_BYTES:
             raise HttpError(413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        expected = whatsapp_signature(secret, body)
         if not _same((headers.get(WHATSAPP_SIGNATURE_HEADER) or "").lower(), expected):
             raise HttpError(401, "missing or bad X-Hub-Signature-256")
     else:
         raise ValueError(f"unknown source {source!r}")
+
+
+def whatsapp_signature(app_secret: str, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value Meta sends: HMAC-SHA256 of the exact body bytes."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def unreadable_reason(body: bytes) -> str | None:
@@ -119,7 +124,7 @@ def receive(
     except StorageError as e:
         log.error("%s delivery not stored: %s %s", source, e, _loggable(headers))
         raise HttpError(503, "the data lake could not be written; nothing was stored, retry later") from e
-    log.info("%s delivery %s %s (%d bytes) %s", source, "stored" if stored else "already stored",
+    log.debug("%s delivery %s %s (%d bytes) %s", source, "stored" if stored else "already stored",
              key, len(body), _loggable(headers))
     return key
 
