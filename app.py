@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chalice import Chalice, Response
+from chalice import Chalice, Cron, Response
 
 from chalicelib import runtime, webhook
 from chalicelib.webhook import HttpError
@@ -57,3 +57,9 @@ def whatsapp_verify() -> Response:
         return Response(challenge, headers={"Content-Type": "text/plain"})
 
     return _respond(handshake)
+
+
+@app.schedule(Cron(runtime.DAILY_ETL_AT[1], runtime.DAILY_ETL_AT[0], "*", "*", "?", "*"), name="daily_etl")
+def daily_etl(event: object) -> dict:
+    """Yesterday's raw deliveries → Parquet (EventBridge, shortly after midnight UTC)."""
+    return runtime.run_daily_etl().as_dict()

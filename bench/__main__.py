@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("webhook",)
+BENCHES = ("webhook", "etl")
 
 
 def main(names: list[str]) -> int:

@@ -38,7 +38,7 @@ def report(name: str, ours: float, baseline: float, goal: float, unit: str = "s"
     """Print one result line (with the word "ratio") and return whether the goal was met."""
     ratio = ours / baseline
     ok = ratio <= goal
-    scale, label = {"s": (1, "s"), "ms": (1e3, "ms"), "us": (1e6, "µs")}[unit]
+    scale, label = {"s": (1, "s"), "ms": (1e3, "ms"), "us": (1e6, "µs"), "MiB": (1, "MiB")}[unit]
     print(f"{name}: ours {ours * scale:.2f} {label} vs {what or 'baseline'} {baseline * scale:.2f} {label}"
           f"  ratio {ratio:.2f}x (goal <= {goal}x) {'OK' if ok else 'MISSED'}", flush=True)
     return ok

@@ -8,13 +8,60 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import date, timedelta
 
+from . import runtime
 from .settings import ConfigError
 from .storage import StorageError
 
 
 class UsageError(Exception):
     """Bad arguments the parser could not catch; exit code 2."""
+
+
+def parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def cmd_etl(args: argparse.Namespace) -> int:
+    from . import etl, ui
+
+    settings = runtime.settings()
+    salt = settings.pii_salt()
+    storage = runtime.storage()
+    day = args.date or etl.yesterday()
+    with ui.progress_bar(f"ETL {day}", unit="deliveries") as advance:
+        result = etl.run_day(storage, day, salt, progress=advance)
+    ui.print_table([result.as_dict()], ["day", "deliveries", "messages", "statuses", "rejects", "duplicates",
+                                        "seconds"], title=f"ETL {day} on {storage.url}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from . import etl, ui
+
+    if args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+    settings = runtime.settings()
+    salt = settings.pii_salt()
+    storage = runtime.storage()
+    days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+    with ui.progress_bar("backfill", unit="days", total=len(days)) as advance:
+        results = etl.run_days(storage, days, salt, on_day=lambda r: advance(days.index(r.day) + 1, len(days)))
+    rows = [r.as_dict() for r in results]
+    total = {"day": "total", **{k: sum(r[k] for r in rows) for k in ("deliveries", "messages", "statuses", "rejects",
+                                                                      "duplicates", "seconds")}}
+    ui.print_table([*rows, total], ["day", "deliveries", "messages", "statuses", "rejects", "duplicates", "seconds"],
+                   title=f"backfill {args.start} .. {args.end} on {storage.url}")
+    for r in results:
+        for warning in r.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -26,6 +73,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chalicelib", description="chatlake command line")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("etl", help="run the daily ETL for one day (default: yesterday, UTC)")
+    p.add_argument("--date", type=parse_day, help="the day, YYYY-MM-DD (default: yesterday, UTC)")
+    p.set_defaults(func=cmd_etl)
+
+    p = verbs.add_parser("backfill", help="run the ETL for each day of a range, oldest first")
+    p.add_argument("--start", type=parse_day, required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--end", type=parse_day, required=True, help="last day, YYYY-MM-DD (included)")
+    p.set_defaults(func=cmd_backfill)
 
     p = verbs.add_parser("serve", help="run the local stack (what `make run` does)")
     p.add_argument("--host", default="127.0.0.1")

@@ -8,11 +8,13 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from . import runtime, synthetic
 from . import settings as settings_module
-from . import synthetic
 from .settings import ConfigError
 from .webhook import whatsapp_signature
 
@@ -69,6 +71,9 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     print(f"  telegram:  POST {base_url}/telegram")
     print(f"  whatsapp:  GET/POST {base_url}/whatsapp")
     print(first_delivery_hint(base_url, settings))
+    hour, minute = runtime.DAILY_ETL_AT
+    print(f"The daily ETL runs at {hour:02d}:{minute:02d} UTC for the day before "
+          "(now: python -m chalicelib etl --date YYYY-MM-DD).")
     print("Ctrl-C stops everything.", flush=True)
 
     chalice = Path(sys.executable).with_name("chalice")
@@ -76,12 +81,44 @@ def serve(host: str, port: int, stage: str = "local") -> int:
            "--host", host, "--port", str(port), "--no-autoreload"]
     server = subprocess.Popen(cmd)
     signal.signal(signal.SIGTERM, _interrupt)
+    stopping = threading.Event()
+    scheduler = threading.Thread(target=etl_scheduler, args=(stopping,), name="daily-etl", daemon=True)
+    scheduler.start()
     try:
         return server.wait()
     except KeyboardInterrupt:
         return 0
     finally:
+        stopping.set()
         stop(server)
+
+
+def seconds_until_next_run(now: datetime) -> float:
+    hour, minute = runtime.DAILY_ETL_AT
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at <= now:
+        at += timedelta(days=1)
+    return (at - now).total_seconds()
+
+
+def etl_scheduler(stopping: threading.Event, catch_up_days: int = 7) -> None:
+    """What EventBridge does in AWS: yesterday's ETL shortly after midnight UTC. On start, it also catches
+    up the last `catch_up_days` days whose output is missing or older than their raw data."""
+    from . import etl
+
+    try:
+        storage = runtime.storage()
+        today = datetime.now(UTC).date()
+        for back in range(catch_up_days, 0, -1):
+            day = today - timedelta(days=back)
+            if not stopping.is_set() and etl.is_behind(storage, day):
+                print(f"[etl] catching up {day} ...", flush=True)
+                print(f"[etl] {etl.run_day(storage, day, runtime.settings().pii_salt()).summary()}", flush=True)
+        while not stopping.wait(seconds_until_next_run(datetime.now(UTC))):
+            print(f"[etl] {runtime.run_daily_etl().summary()}", flush=True)
+    except Exception as e:  # the webhooks keep running; say what failed and how to retry
+        print(f"[etl] failed: {e}. Run it by hand: python -m chalicelib etl --date YYYY-MM-DD", file=sys.stderr,
+              flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -6,9 +6,14 @@ backend is cached per `DATALAKE_URL`, so its S3 client and connections survive b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import settings as settings_module
 from .settings import Settings
 from .storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from . import etl
 
 _storages: dict[str, Storage] = {}
 
@@ -22,3 +27,14 @@ def storage(url: str | None = None) -> Storage:
     if url not in _storages:
         _storages[url] = open_storage(url)
     return _storages[url]
+
+
+#: When the daily ETL runs (UTC): shortly after midnight, for the day that just ended.
+DAILY_ETL_AT = (0, 5)  # (hour, minute)
+
+
+def run_daily_etl() -> etl.DayResult:
+    """Yesterday's ETL with this process's settings and lake (the scheduled Lambda, and `make run`)."""
+    from . import etl
+
+    return etl.run_day(storage(), etl.yesterday(), settings().pii_salt())

@@ -1,0 +1,477 @@
+"""Telegram Bot API `Update` objects -> `messages` rows (contract section 3.1). Pure: no I/O, no clock.
+
+The ETL calls `parse` once per raw delivery (about 100k times a run), so this is plain dict look-ups: no
+regexes, no copies, no recursion. The raw layer keeps any authenticated JSON object, so every field is
+type-checked here and a wrong type is treated as absent: `parse` never raises, whatever it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import Message, Parsed
+
+SOURCE = "telegram"
+
+# 9999-12-31T23:59:59Z. A larger `date` is not a time Parquet (ms) or Athena can hold.
+MAX_UNIX_SECONDS = 253_402_300_799
+
+# Update fields whose value is a Message, and whether that message is a later version of one (an edit).
+# `guest_message` (Bot API 10.0) is a message a user sent to the bot in a chat the bot is a guest of.
+MESSAGE_KINDS: dict[str, bool] = {
+    "message": False,
+    "edited_message": True,
+    "channel_post": False,
+    "edited_channel_post": True,
+    "business_message": False,
+    "edited_business_message": True,
+    "guest_message": False,
+}
+
+# Update fields that are not chat messages: known, so they give no row and no reject.
+OTHER_KINDS = frozenset(
+    {
+        "inline_query",
+        "chosen_inline_result",
+        "callback_query",
+        "shipping_query",
+        "pre_checkout_query",
+        "purchased_paid_media",
+        "poll",
+        "poll_answer",
+        "my_chat_member",
+        "chat_member",
+        "chat_join_request",
+        "chat_boost",
+        "removed_chat_boost",
+        "message_reaction",
+        "message_reaction_count",
+        "business_connection",
+        "deleted_business_messages",
+        "managed_bot",
+    }
+)
+
+# Message fields that describe a message rather than being its content. A field that is in none of the
+# sets below is taken as a content kind Telegram added after this list (its name becomes message_type).
+METADATA_FIELDS = frozenset(
+    {
+        "message_id",
+        "message_thread_id",
+        "direct_messages_topic",
+        "from",
+        "sender_chat",
+        "sender_boost_count",
+        "sender_business_bot",
+        "sender_tag",
+        "date",
+        "guest_query_id",
+        "business_connection_id",
+        "chat",
+        "forward_origin",
+        "is_topic_message",
+        "is_automatic_forward",
+        "reply_to_message",
+        "external_reply",
+        "quote",
+        "reply_to_story",
+        "reply_to_checklist_task_id",
+        "reply_to_poll_option_id",
+        "via_bot",
+        "guest_bot_caller_user",
+        "guest_bot_caller_chat",
+        "edit_date",
+        "has_protected_content",
+        "is_from_offline",
+        "is_paid_post",
+        "media_group_id",
+        "author_signature",
+        "paid_star_count",
+        "entities",
+        "link_preview_options",
+        "suggested_post_info",
+        "effect_id",
+        "caption",
+        "caption_entities",
+        "show_caption_above_media",
+        "has_media_spoiler",
+        "reply_markup",
+        # Before Bot API 7.0 a forward carried these instead of forward_origin.
+        "forward_from",
+        "forward_from_chat",
+        "forward_from_message_id",
+        "forward_signature",
+        "forward_sender_name",
+        "forward_date",
+    }
+)
+
+# Content fields: the message_type is the field's own name.
+CONTENT_FIELDS = frozenset(
+    {
+        "text",
+        "animation",
+        "audio",
+        "document",
+        "paid_media",
+        "photo",
+        "live_photo",
+        "sticker",
+        "story",
+        "video",
+        "video_note",
+        "voice",
+        "checklist",
+        "contact",
+        "dice",
+        "game",
+        "poll",
+        "venue",
+        "location",
+        "invoice",
+        "giveaway",
+        "giveaway_winners",
+    }
+)
+
+# For backward compatibility the Bot API also sets `document` with `animation` and `location` with `venue`:
+# these two only name the message when the specific field is absent.
+GENERIC_FIELDS = frozenset({"document", "location"})
+
+# Service messages (something happened in the chat; nobody wrote anything): message_type "service".
+SERVICE_FIELDS = frozenset(
+    {
+        "new_chat_members",
+        "left_chat_member",
+        # Undocumented duplicates Telegram still sends next to the two above.
+        "new_chat_member",
+        "new_chat_participant",
+        "left_chat_participant",
+        "chat_owner_left",
+        "chat_owner_changed",
+        "new_chat_title",
+        "new_chat_photo",
+        "delete_chat_photo",
+        "group_chat_created",
+        "supergroup_chat_created",
+        "channel_chat_created",
+        "message_auto_delete_timer_changed",
+        "migrate_to_chat_id",
+        "migrate_from_chat_id",
+        "pinned_message",
+        "successful_payment",
+        "refunded_payment",
+        "users_shared",
+        "user_shared",
+        "chat_shared",
+        "gift",
+        "unique_gift",
+        "gift_upgrade_sent",
+        "connected_website",
+        "write_access_allowed",
+        "passport_data",
+        "proximity_alert_triggered",
+        "boost_added",
+        "chat_background_set",
+        "checklist_tasks_done",
+        "checklist_tasks_added",
+        "direct_message_price_changed",
+        "paid_message_price_changed",
+        "forum_topic_created",
+        "forum_topic_edited",
+        "forum_topic_closed",
+        "forum_topic_reopened",
+        "general_forum_topic_hidden",
+        "general_forum_topic_unhidden",
+        "giveaway_created",
+        "giveaway_completed",
+        "managed_bot_created",
+        "poll_option_added",
+        "poll_option_deleted",
+        "suggested_post_approved",
+        "suggested_post_approval_failed",
+        "suggested_post_declined",
+        "suggested_post_paid",
+        "suggested_post_refunded",
+        "video_chat_scheduled",
+        "video_chat_started",
+        "video_chat_ended",
+        "video_chat_participants_invited",
+        "web_app_data",
+    }
+)
+
+_REPLAY = "the raw delivery is kept and can be replayed"
+_NOT_FROM_TELEGRAM = "Telegram always sends it, so check what posts to /telegram (the raw delivery is kept)"
+_JSON_TYPES = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def parse(update: dict[str, Any], raw_key: str) -> Parsed:
+    """The rows of one Telegram update, and a sentence for each part that cannot become a row."""
+    out = Parsed()
+    if not isinstance(update, dict):
+        out.problems.append(
+            f"Telegram delivery is {_json_type(update)}, not a JSON object: "
+            "this is not a Bot API update; check what posts to /telegram"
+        )
+        return out
+    update_id = _int(update.get("update_id"))
+    if update_id is None:
+        out.problems.append(_no_update_id(update))
+        return out
+
+    known = False
+    for key, value in update.items():
+        if key == "update_id":
+            continue
+        is_edit = MESSAGE_KINDS.get(key)
+        if is_edit is None:
+            if key in OTHER_KINDS:
+                known = True
+                continue
+            if not _looks_like_message(value):
+                continue
+            # A message under a field this list does not know yet (a new update kind): keep it as a row.
+            is_edit = key.startswith("edited_")
+        known = True
+        _add_message(out, update_id, key, value, is_edit, raw_key)
+
+    if not known:
+        out.problems.append(_unknown_kind(update_id, update))
+    return out
+
+
+def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool, raw_key: str) -> None:
+    """Append the row of one update-level message, or the sentence saying why it cannot be one."""
+    if not isinstance(msg, dict):
+        out.problems.append(
+            f"Telegram update {update_id}: its {_clip(kind)} is {_json_type(msg)}, not a message object, "
+            f"so it gives no row; {_NOT_FROM_TELEGRAM}"
+        )
+        return
+    chat = msg.get("chat")
+    if not isinstance(chat, dict):
+        chat = {}
+    chat_id = _int(chat.get("id"))
+    date = _seconds(msg.get("date"))
+    message_id = _int(msg.get("message_id"))
+    if chat_id is None or date is None or message_id is None:
+        missing = [
+            what
+            for what, bad in (
+                ("chat (an object with an integer id)", chat_id is None),
+                ("date (positive Unix seconds)", date is None),
+                ("message_id (an integer)", message_id is None),
+            )
+            if bad
+        ]
+        out.problems.append(
+            f"Telegram update {update_id}: its {_clip(kind)} has no usable {' or '.join(missing)}, "
+            f"so it gives no row; {_NOT_FROM_TELEGRAM}"
+        )
+        return
+
+    chat_type = _str(chat.get("type")) or ("private" if chat_id > 0 else "unknown")
+    sender_id, sender_name, sender_username = _sender(msg)
+    message_type, content = _kind(msg)
+    media_id, media_mime_type = (None, None) if content is None else _media(message_type, content)
+    edited_at = None
+    if is_edit:
+        # An edit without a usable edit_date still gets a time distinct from the original's null.
+        edited_at = (_seconds(msg.get("edit_date")) or date) * 1000
+    out.messages.append(
+        Message(
+            source=SOURCE,
+            message_id=f"{chat_id}:{message_id}",
+            sent_at=date * 1000,
+            chat_id=str(chat_id),
+            chat_type=chat_type,
+            message_type=message_type,
+            raw_key=raw_key,
+            edited_at=edited_at,
+            chat_title=None if chat_type == "private" else _str(chat.get("title")),
+            sender_id=sender_id,
+            sender_name=sender_name,
+            sender_username=sender_username,
+            text=_str(msg.get("text")) or _str(msg.get("caption")),
+            media_id=media_id,
+            media_mime_type=media_mime_type,
+            reply_to_message_id=_reply_to(msg, chat_id),
+            is_edit=is_edit,
+        )
+    )
+
+
+def _kind(msg: dict[str, Any]) -> tuple[str, Any]:
+    """The message_type, and the content field's value when it is content (None for service messages).
+
+    A known content or service field wins wherever it stands, so a metadata field Telegram adds later is
+    not mistaken for content; only when there is none does the first other field name the (new) kind,
+    preferring one whose value is an object or array, as content is.
+    """
+    generic: str | None = None
+    new_object: str | None = None  # the first unknown field holding an object or array
+    new_scalar: str | None = None  # the first unknown field holding anything else
+    for key, value in msg.items():
+        if value is None or key in METADATA_FIELDS:
+            continue
+        if key in CONTENT_FIELDS:
+            if key in GENERIC_FIELDS:
+                generic = generic or key
+                continue
+            return key, value
+        if key in SERVICE_FIELDS:
+            return "service", None
+        if isinstance(value, (dict, list)):
+            new_object = new_object or key
+        else:
+            new_scalar = new_scalar or key
+    name = generic or new_object or new_scalar
+    if not name:
+        return "unknown", None
+    return _clean(name), msg[name]
+
+
+def _media(kind: str, content: Any) -> tuple[str | None, str | None]:
+    """The file_id (the largest size of a photo) and MIME type of a content field, where it has them."""
+    if kind == "photo":
+        return _largest_photo(content), None
+    if not isinstance(content, dict):
+        return None, None
+    return _str(content.get("file_id")), _str(content.get("mime_type"))
+
+
+def _largest_photo(sizes: Any) -> str | None:
+    """The file_id of the size with the most pixels; on a tie the later one (Telegram lists small to large)."""
+    if not isinstance(sizes, list):
+        return None
+    best: str | None = None
+    best_area = -1
+    for size in sizes:
+        if not isinstance(size, dict):
+            continue
+        file_id = _str(size.get("file_id"))
+        if file_id is None:
+            continue
+        width, height = _int(size.get("width")), _int(size.get("height"))
+        area = width * height if width is not None and height is not None and width >= 0 and height >= 0 else 0
+        if area >= best_area:
+            best, best_area = file_id, area
+    return best
+
+
+def _sender(msg: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(id, name, username): `sender_chat` when present (then `from` is a placeholder), else `from`."""
+    who = msg.get("sender_chat")
+    if isinstance(who, dict):
+        name = _str(who.get("title")) or _full_name(who)
+    else:
+        who = msg.get("from")
+        if not isinstance(who, dict):
+            return None, None, None
+        name = _full_name(who)
+    who_id = _int(who.get("id"))
+    return (None if who_id is None else str(who_id)), name, _str(who.get("username"))
+
+
+def _full_name(who: dict[str, Any]) -> str | None:
+    """ "first last" without stray spaces, or None when both are missing."""
+    first, last = _str(who.get("first_name")), _str(who.get("last_name"))
+    return _str(f"{first or ''} {last or ''}".strip())
+
+
+def _reply_to(msg: dict[str, Any], chat_id: int) -> str | None:
+    """The id of the message this one answers, in the `<chat_id>:<message_id>` form."""
+    replied = msg.get("reply_to_message")
+    if isinstance(replied, dict):
+        replied_id = _int(replied.get("message_id"))
+        # In a forum topic every message points at the topic's first (service) message: not a reply.
+        if replied_id is not None and "forum_topic_created" not in replied:
+            replied_chat = replied.get("chat")
+            replied_chat_id = _int(replied_chat.get("id")) if isinstance(replied_chat, dict) else None
+            return f"{chat_id if replied_chat_id is None else replied_chat_id}:{replied_id}"
+    external = msg.get("external_reply")
+    if isinstance(external, dict):
+        # A reply to a message of another chat: its id is only known when Telegram names that chat.
+        external_id = _int(external.get("message_id"))
+        external_chat = external.get("chat")
+        external_chat_id = _int(external_chat.get("id")) if isinstance(external_chat, dict) else None
+        if external_id is not None and external_chat_id is not None:
+            return f"{external_chat_id}:{external_id}"
+    return None
+
+
+def _looks_like_message(value: Any) -> bool:
+    """Whether an unknown update field holds a Message (it has the three fields every message has)."""
+    return isinstance(value, dict) and "message_id" in value and "chat" in value and "date" in value
+
+
+def _no_update_id(update: dict[str, Any]) -> str:
+    if "update_id" not in update:
+        return "Telegram update has no update_id: this is not a Bot API update; check what posts to /telegram"
+    return (
+        f"Telegram update has an update_id that is {_json_type(update['update_id'])}, not an integer: "
+        "this is not a Bot API update; check what posts to /telegram"
+    )
+
+
+def _unknown_kind(update_id: int, update: dict[str, Any]) -> str:
+    keys = [key for key in update if key != "update_id"]
+    if not keys:
+        what = "it has nothing besides update_id"
+    else:
+        shown = ", ".join(_clip(key) for key in keys[:10])
+        what = f"its fields: {shown}" + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+    return (
+        f"Telegram update {update_id} is of no kind chatlake knows ({what}); {_REPLAY} once chatlake learns this kind"
+    )
+
+
+def _int(value: Any) -> int | None:
+    """An integer, also from a whole float (some re-encoders write 5.0); never from a bool or a string."""
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float and value.is_integer():
+        return int(value)
+    return None
+
+
+def _seconds(value: Any) -> int | None:
+    """Unix seconds that a Parquet timestamp in ms can hold, else None."""
+    seconds = _int(value)
+    return seconds if seconds is not None and 0 < seconds <= MAX_UNIX_SECONDS else None
+
+
+def _str(value: Any) -> str | None:
+    """A non-empty string, else None ("" means absent in the contract)."""
+    if type(value) is not str or not value:
+        return None
+    return value if value.isascii() else _clean(value)
+
+
+def _clean(text: str) -> str:
+    """The text, with lone UTF-16 surrogates (valid JSON, invalid UTF-8) made U+FFFD so Parquet can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def _clip(name: str) -> str:
+    """A field name short and clean enough to quote in a sentence."""
+    name = _clean(name)
+    return name if len(name) <= 40 else name[:37] + "..."
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "a " + type(value).__name__)
