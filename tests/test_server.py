@@ -13,18 +13,29 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from chalicelib import lake, synthetic
 from chalicelib.webhook import whatsapp_signature
 from tests.conftest import PROJECT_DIR, SECRETS, free_port
 
 
+def output(proc: subprocess.Popen) -> str:
+    """What the stack printed so far (stdout and stderr)."""
+    return Path(proc.output_path).read_text()  # type: ignore[attr-defined]
+
+
 @contextmanager
 def local_stack(lake_dir: Path, extra_env: dict[str, str] | None = None):
-    """Start the stack on a free port, wait for /health, and always stop it."""
+    """Start the stack on a free port, wait for /health, and always stop it. Its output goes to a file
+    (`output(proc)`), not a pipe: a busy server must never block on a full pipe."""
     port = free_port()
     env = {**os.environ, **SECRETS, "DATALAKE_URL": str(lake_dir), **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "chalicelib", "serve", "--port", str(port)], cwd=PROJECT_DIR,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = lake_dir.parent / f"stack-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "chalicelib", "serve", "--port", str(port)], cwd=PROJECT_DIR,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.output_path = log_path  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -34,7 +45,7 @@ def local_stack(lake_dir: Path, extra_env: dict[str, str] | None = None):
                     assert json.load(r) == {"ok": True}
                     break
             except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None, proc.stdout.read()
+                assert proc.poll() is None, output(proc)
                 assert time.monotonic() < deadline, "the local stack did not answer /health within 30 s"
                 time.sleep(0.2)
         yield base, proc
@@ -79,10 +90,10 @@ def test_real_server_stores_signed_deliveries(tmp_path: Path):
     assert (tmp_path / "lake" / wa_key).read_bytes() == samples["whatsapp"]
     assert (tmp_path / "lake" / tg_key).read_bytes() == samples["telegram"]
     assert tg_key.endswith(lake.digest(samples["telegram"]) + ".json")
-    output = proc.stdout.read()
-    assert "curl" in output and "/whatsapp" in output
+    printed = output(proc)
+    assert "curl" in printed and "/whatsapp" in printed
     for secret in SECRETS.values():
-        assert secret not in output
+        assert secret not in printed
 
 
 def test_server_refuses_to_start_with_a_malformed_telegram_secret(tmp_path: Path):
@@ -90,3 +101,37 @@ def test_server_refuses_to_start_with_a_malformed_telegram_secret(tmp_path: Path
     out = subprocess.run([sys.executable, "-m", "chalicelib", "serve", "--port", str(free_port())], cwd=PROJECT_DIR,
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "TELEGRAM_SECRET_TOKEN must be" in out.stderr
+
+
+def test_the_local_stack_catches_up_the_daily_etl_and_stops_on_ctrl_c(tmp_path: Path):
+    """`chalice local` runs no schedules: the local stack runs the daily ETL itself, and on start it
+    catches up recent days whose raw data has no output yet."""
+    from chalicelib import etl
+    from chalicelib.storage import FolderStorage
+
+    storage = FolderStorage(tmp_path / "lake")
+    day = etl.yesterday()
+    batch = synthetic.deliveries(40, seed=9, day=day)
+    synthetic.store(storage, batch)
+    with local_stack(tmp_path / "lake") as (_, proc):
+        deadline = time.monotonic() + 30
+        while etl.is_behind(storage, day):
+            assert time.monotonic() < deadline, "the local stack did not run the ETL for yesterday"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        proc.wait(15)
+    assert proc.returncode == 0
+    printed = output(proc)
+    assert f"catching up {day}" in printed and "00:05 UTC" in printed
+    written = pq.ParquetFile(tmp_path / "lake" / f"enriched/messages/dt={day}/part-0.parquet").read()
+    assert written.num_rows == len(synthetic.expected_rows(batch)[0])
+
+
+def test_next_run_is_shortly_after_midnight_utc():
+    from datetime import UTC, datetime
+
+    from chalicelib.localstack import seconds_until_next_run
+
+    assert seconds_until_next_run(datetime(2026, 11, 24, 0, 0, tzinfo=UTC)) == 5 * 60
+    assert seconds_until_next_run(datetime(2026, 11, 24, 0, 5, tzinfo=UTC)) == 24 * 3600
+    assert seconds_until_next_run(datetime(2026, 11, 24, 23, 0, tzinfo=UTC)) == 3600 + 5 * 60
