@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from . import runtime
 from .settings import ConfigError
@@ -64,6 +64,35 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import status, ui
+
+    if args.days < 1:
+        raise UsageError("--days must be at least 1")
+    storage = runtime.storage()
+    today = datetime.now(UTC).date()
+    days = status.recent(storage, today, args.days)
+
+    def state(d: status.DayStatus) -> str:
+        if d.day == today:
+            return "today: its ETL runs after midnight UTC"
+        if d.behind:
+            return "BEHIND: raw data newer than the output"
+        if d.newest_raw is not None:
+            return "ok"
+        return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
+
+    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows, "state": state(d)} for d in days]
+    ui.print_table(rows, ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"],
+                   title=f"chatlake status: {storage.url} (raw deliveries, quarantined bodies, rows written)")
+    behind = sorted(d.day for d in days if d.behind and d.day != today)
+    if behind:
+        print(f"{len(behind)} day(s) behind their raw data: run "
+              f"python -m chalicelib backfill --start {behind[0]} --end {behind[-1]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .localstack import serve
 
@@ -82,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=parse_day, required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--end", type=parse_day, required=True, help="last day, YYYY-MM-DD (included)")
     p.set_defaults(func=cmd_backfill)
+
+    p = verbs.add_parser("status", help="per day: raw deliveries, quarantined, rows, rejects, and days behind")
+    p.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    p.set_defaults(func=cmd_status)
 
     p = verbs.add_parser("serve", help="run the local stack (what `make run` does)")
     p.add_argument("--host", default="127.0.0.1")

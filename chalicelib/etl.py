@@ -237,15 +237,6 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
     return result
 
 
-def is_behind(storage: Storage, day: date) -> bool:
-    """Whether the day's ETL output is missing or older than the day's newest raw delivery."""
-    newest_raw = max((o.modified for s in lake.SOURCES for o in storage.list(lake.raw_prefix(s, day))), default=None)
-    if newest_raw is None:
-        return False
-    outputs = [o.modified for t in lake.TABLES for o in storage.list(lake.enriched_prefix(t, day))]
-    return len(outputs) < len(lake.TABLES) or min(outputs) < newest_raw
-
-
 def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None,
              on_day: Callable[[DayResult], None] | None = None) -> list[DayResult]:
     """The ETL for several days, oldest first (each day's duplicate check sees the days before it)."""

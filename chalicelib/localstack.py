@@ -104,14 +104,14 @@ def seconds_until_next_run(now: datetime) -> float:
 def etl_scheduler(stopping: threading.Event, catch_up_days: int = 7) -> None:
     """What EventBridge does in AWS: yesterday's ETL shortly after midnight UTC. On start, it also catches
     up the last `catch_up_days` days whose output is missing or older than their raw data."""
-    from . import etl
+    from . import etl, status
 
     try:
         storage = runtime.storage()
         today = datetime.now(UTC).date()
         for back in range(catch_up_days, 0, -1):
             day = today - timedelta(days=back)
-            if not stopping.is_set() and etl.is_behind(storage, day):
+            if not stopping.is_set() and status.is_behind(storage, day):
                 print(f"[etl] catching up {day} ...", flush=True)
                 print(f"[etl] {etl.run_day(storage, day, runtime.settings().pii_salt()).summary()}", flush=True)
         while not stopping.wait(seconds_until_next_run(datetime.now(UTC))):

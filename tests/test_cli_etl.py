@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from chalicelib import cli, etl, synthetic
+from chalicelib import cli, etl, status, synthetic
 from chalicelib.storage import FolderStorage
 from tests.conftest import PROJECT_DIR
 
@@ -66,4 +66,4 @@ def test_backfill_runs_each_day_and_sums_up(local_lake, capsys):
     out = capsys.readouterr().out
     assert "total" in out and f"{expected:,}" in out
     for d in days:
-        assert str(d) in out and not etl.is_behind(local_lake, d)
+        assert str(d) in out and not status.is_behind(local_lake, d)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from chalice.test import Client
 
-from chalicelib import etl, synthetic
+from chalicelib import etl, status, synthetic
 from chalicelib import lake as layout
 from chalicelib.schema import COLUMNS
 from chalicelib.storage import FolderStorage, StorageError
@@ -232,20 +232,8 @@ def test_scheduled_function_runs_yesterdays_etl(tmp_path, monkeypatch):
         reply = client.lambda_.invoke("daily_etl", event)
     assert reply.payload["day"] == str(yesterday)
     assert reply.payload["messages"] == len(synthetic.expected_rows(batch)[0])
-    assert etl.is_behind(storage, yesterday) is False
+    assert status.is_behind(storage, yesterday) is False
     assert message_keys(table(storage, "messages", yesterday)) == synthetic.expected_rows(batch)[0]
-
-
-def test_is_behind(tmp_path):
-    storage = FolderStorage(tmp_path)
-    assert etl.is_behind(storage, DAY) is False  # nothing received
-    synthetic.store(storage, synthetic.deliveries(5, seed=1, day=DAY))
-    assert etl.is_behind(storage, DAY) is True  # received, never processed
-    etl.run_day(storage, DAY)
-    assert etl.is_behind(storage, DAY) is False
-    late = synthetic.samples(1_795_000_123)["whatsapp"]
-    storage.put(layout.raw_key("whatsapp", DAY, late), late)
-    assert etl.is_behind(storage, DAY) is True  # a late delivery arrived after the run
 
 
 CORPUS_REJECTED = {"telegram/no_update_id", "telegram/message_without_chat", "telegram/message_without_date",

@@ -106,7 +106,7 @@ def test_server_refuses_to_start_with_a_malformed_telegram_secret(tmp_path: Path
 def test_the_local_stack_catches_up_the_daily_etl_and_stops_on_ctrl_c(tmp_path: Path):
     """`chalice local` runs no schedules: the local stack runs the daily ETL itself, and on start it
     catches up recent days whose raw data has no output yet."""
-    from chalicelib import etl
+    from chalicelib import etl, status
     from chalicelib.storage import FolderStorage
 
     storage = FolderStorage(tmp_path / "lake")
@@ -115,7 +115,7 @@ def test_the_local_stack_catches_up_the_daily_etl_and_stops_on_ctrl_c(tmp_path: 
     synthetic.store(storage, batch)
     with local_stack(tmp_path / "lake") as (_, proc):
         deadline = time.monotonic() + 30
-        while etl.is_behind(storage, day):
+        while status.is_behind(storage, day):
             assert time.monotonic() < deadline, "the local stack did not run the ETL for yesterday"
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
