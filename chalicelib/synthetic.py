@@ -87,6 +87,7 @@ class _World:
     rng: random.Random
     day: date
     start: int = 0
+    span: int = 86400  # seconds of the day that times are drawn from (less for "today, until now")
     wa_customers: list[dict[str, str]] = field(default_factory=list)
     tg_users: list[dict[str, Any]] = field(default_factory=list)
     tg_groups: list[dict[str, Any]] = field(default_factory=list)
@@ -138,7 +139,7 @@ class _World:
         """A second of the day, busier in the daytime (UTC) than at night."""
         hour = self.rng.choices(range(24), weights=[1, 1, 1, 1, 1, 2, 3, 5, 8, 9, 9, 9, 8, 9, 9, 9, 8, 8, 7, 6, 5, 4,
                                                     3, 2])[0]
-        return self.start + hour * 3600 + self.rng.randrange(3600)
+        return self.start + (hour * 3600 + self.rng.randrange(3600)) * self.span // 86400
 
     def wamid(self) -> str:
         return "wamid." + base64.b64encode(b"\x15\x02\x00\x12\x18" + self.rng.randbytes(22)).decode()
@@ -244,7 +245,7 @@ def _wa_status(w: _World, status: str | None) -> dict[str, Any]:
     """A status callback: the business answers an inbound message (`sent`, or `failed`), or a message it sent
     earlier moves on (`delivered`, then `read`)."""
     r = w.rng
-    day_end = w.start + 86399
+    day_end = w.start + w.span - 1
     if status or not w.wa_outbound or r.random() < 0.45:
         inbound = r.choice(w.wa_inbound) if w.wa_inbound else (w.wamid(), r.choice(w.wa_customers)["wa_id"], w.when())
         reply_at = min(inbound[2] + int(r.expovariate(1 / 600)) + 5, day_end)
@@ -536,14 +537,17 @@ def samples(now: int) -> dict[str, bytes]:
 
 
 def deliveries(n: int, seed: int = 0, day: date | None = None, sources: Sequence[str] = lake.SOURCES,
-               retry_rate: float = 0.02) -> list[Delivery]:
-    """`n` deliveries received on `day` (default today, UTC), a realistic mix of kinds, chats and senders.
+               retry_rate: float = 0.02, until: datetime | None = None) -> list[Delivery]:
+    """`n` deliveries received on `day` (default today, UTC), a realistic mix of kinds, chats and senders,
+    sent before `until` when given (e.g. now, so that nothing of today is in the future).
 
     About `retry_rate` of them are exact retries (the same bytes again), as the platforms send when an
     answer is slow; edits, replies, reactions and statuses refer to messages generated earlier.
     """
     rng = random.Random(seed)
     w = _World(rng, day or datetime.now(UTC).date())
+    if until is not None:
+        w.span = max(60, min(86400, int(until.timestamp()) - w.start))
     makers = {"telegram": (_telegram, TELEGRAM_KINDS), "whatsapp": (_whatsapp, WHATSAPP_KINDS)}
     out: list[Delivery] = []
     while len(out) < n:
