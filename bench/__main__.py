@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("webhook", "etl")
+BENCHES = ("webhook", "etl", "sql")
 
 
 def main(names: list[str]) -> int:
