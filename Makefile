@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test bench lint demo clean
+.PHONY: setup run test fuzz bench lint demo clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The property tests of tests/test_fuzz.py with FUZZ_EXAMPLES random cases each (make test runs a fixed set).
+FUZZ_EXAMPLES ?= 5000
+fuzz: setup
+	CHATLAKE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py
 
 bench: setup
 	$(BIN)/python -m bench

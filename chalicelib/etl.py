@@ -133,6 +133,7 @@ def raw_keys(storage: Storage, day: date) -> list[tuple[str, str]]:
 def earlier_keys(storage: Storage, day: date, warnings: list[str]) -> tuple[set[tuple], set[tuple]]:
     """Message and status keys already in the 7 days before `day`. A file that cannot be read is reported
     and skipped, so one corrupt file cannot stop the day."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     messages: set[tuple] = set()
@@ -144,15 +145,18 @@ def earlier_keys(storage: Storage, day: date, warnings: list[str]) -> tuple[set[
             for obj in storage.list(lake.enriched_prefix(table, d)):
                 if not obj.key.endswith(".parquet"):
                     continue
+                # Damage can surface while decoding the values too (bad UTF-8, a column of another type, values
+                # that cannot be set members, an encoding pyarrow does not implement), as any pyarrow error.
                 try:
                     data = pq.read_table(io.BytesIO(storage.get(obj.key)), columns=columns)
-                except (OSError, ValueError, StorageError) as e:  # pyarrow raises ArrowInvalid (a ValueError)
+                    if "edited_at" in columns:
+                        data = data.set_column(2, "edited_at", data.column("edited_at").cast("int64"))
+                    found = set(zip(*(data.column(c).to_pylist() for c in columns), strict=True))
+                except (OSError, ValueError, TypeError, StorageError, pa.ArrowException) as e:
                     warnings.append(f"could not read {obj.key} for the {LOOKBACK_DAYS}-day duplicate check ({e}); "
                                     f"rows it holds may be written again today: re-run the ETL for {d}")
                     continue
-                if "edited_at" in columns:
-                    data = data.set_column(2, "edited_at", data.column("edited_at").cast("int64"))
-                into.update(zip(*(data.column(c).to_pylist() for c in columns), strict=True))
+                into.update(found)
     return messages, statuses
 
 

@@ -75,20 +75,26 @@ class Settings:
     """The settings seen through the environment, then `.env`; read on use, so a request pays only
     for the few settings it needs, and secrets are resolved on first use."""
 
-    env: Mapping[str, str]
-    dotenv: Mapping[str, str] = field(default_factory=dict)
+    # repr=False: they hold every secret, and a Settings printed in an error or a log line must not show them.
+    env: Mapping[str, str] = field(repr=False)
+    dotenv: Mapping[str, str] = field(default_factory=dict, repr=False)
     ssm_client_factory: Callable[[], Any] = field(default=_default_ssm_client, repr=False)
 
     def _raw(self, name: str) -> str | None:
         return self.env.get(name) or self.dotenv.get(name) or None
 
     def get(self, name: str) -> str | None:
-        """A setting's value: plain value first, else (for secrets) its SSM parameter, else None."""
-        value = self._raw(name)
-        if value or name not in SECRETS:
-            return value
-        param = self._raw(f"{name}_PARAM")
-        return self._from_ssm(param) if param else None
+        """A setting's value. The environment wins over `.env` as a whole: in each, a plain value first, then
+        (for secrets) its SSM parameter. So `NAME_PARAM` exported for a deployed stage is not overridden by
+        the local secret `make run` wrote to `.env`."""
+        if name not in SECRETS:
+            return self._raw(name)
+        for layer in (self.env, self.dotenv):
+            if value := layer.get(name):
+                return value
+            if param := layer.get(f"{name}_PARAM"):
+                return self._from_ssm(param)
+        return None
 
     def _from_ssm(self, param: str) -> str:
         with _ssm_lock:

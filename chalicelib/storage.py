@@ -208,7 +208,9 @@ class S3Storage:
 
 
 def make_s3_client() -> Any:
-    """An S3 client with bounded, adaptive retries (throttling backs off instead of failing the ETL)."""
+    """An S3 client with bounded, adaptive retries: throttling (SlowDown, 503) backs off and retries, at most 9
+    attempts a request and within botocore's retry quota; beyond that the call fails cleanly (a webhook answers
+    503 so the platform retries; the ETL day fails and keeps its previous output, to be re-run)."""
     import boto3
     from botocore.config import Config
 

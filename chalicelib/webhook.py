@@ -46,8 +46,9 @@ def _configured(settings: Settings, name: str) -> str:
 
 
 def _same(a: str | bytes, b: str | bytes) -> bool:
-    """Constant-time comparison that accepts any text (compare_digest refuses non-ASCII str)."""
-    to_bytes = lambda s: s if isinstance(s, bytes) else s.encode("utf-8", "surrogateescape")  # noqa: E731
+    """Constant-time comparison that accepts any text (compare_digest refuses non-ASCII str), lone surrogates
+    included: "surrogatepass" encodes every one (surrogateescape raised on most, a 500 for a garbled header)."""
+    to_bytes = lambda s: s if isinstance(s, bytes) else s.encode("utf-8", "surrogatepass")  # noqa: E731
     return hmac.compare_digest(to_bytes(a), to_bytes(b))
 
 
@@ -103,7 +104,11 @@ def receive(
     now: datetime | None = None,
 ) -> str:
     """Authenticate and store one delivery; return its raw key. Raises HttpError for any refusal."""
-    authenticate(source, body, headers, settings)
+    try:
+        authenticate(source, body, headers, settings)
+    except HttpError as e:  # a misconfigured secret shows up as a stream of these
+        log.warning("%s delivery refused (%d): %s %s", source, e.status, e.message, _loggable(headers))
+        raise
     now = now or datetime.now(UTC)
     day = now.date()
     reason = unreadable_reason(body)

@@ -79,3 +79,16 @@ def test_missing_ssm_parameter_says_what_to_do():
 def test_non_secret_settings_are_never_looked_up_in_ssm():
     s = settings.load({"DATALAKE_URL_PARAM": "/x"}, ssm_client_factory=lambda: pytest.fail("SSM was called"))
     assert s.datalake_url == "./datalake"
+
+
+def test_a_parameter_in_the_environment_wins_over_a_plain_value_in_dotenv(tmp_path):
+    """`make run` writes local secrets to `.env`; a deployed stage's `NAME_PARAM` exported in the shell
+    must still be the one used (e.g. by set-telegram-webhook)."""
+    (tmp_path / ".env").write_text("TELEGRAM_SECRET_TOKEN=local_secret\n")
+    with mock_aws():
+        client = boto3.client("ssm", region_name="us-east-1")
+        client.put_parameter(Name="/chatlake/dev/telegram-secret-token", Value="deployed_secret", Type="SecureString")
+        s = settings.load({"TELEGRAM_SECRET_TOKEN_PARAM": "/chatlake/dev/telegram-secret-token"},
+                          ssm_client_factory=lambda: client)
+        assert s.get("TELEGRAM_SECRET_TOKEN") == "deployed_secret"
+        assert settings.load({}).get("TELEGRAM_SECRET_TOKEN") == "local_secret"
