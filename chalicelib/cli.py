@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from . import runtime
 from .settings import ConfigError
+from .sql import QueryError
 from .storage import StorageError
 
 
@@ -93,6 +94,76 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_telegram_webhook(args: argparse.Namespace) -> int:
+    from . import telegram_api
+
+    return telegram_api.command(args.url, runtime.settings())
+
+
+def _webhook_url(text: str) -> str:
+    from .telegram_api import webhook_url
+
+    return webhook_url(text)
+
+
+def cmd_publish_layer(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import boto3
+
+    from . import pyarrow_layer
+
+    with tempfile.TemporaryDirectory(prefix="chatlake-layer-") as workdir:
+        return pyarrow_layer.command(args.stage, lambda: boto3.client("lambda"), Path(workdir))
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from . import sql
+
+    try:
+        return sql.query_command(args.sql, engine=args.engine, fmt=args.format)
+    except sql.SqlNotFound as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_ddl(args: argparse.Namespace) -> int:
+    from . import sql
+
+    return sql.ddl_command(runtime.settings())
+
+
+def cmd_setup_athena(args: argparse.Namespace) -> int:
+    from . import sql
+
+    return sql.setup_athena_command(runtime.settings())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import report, sql
+
+    if args.days < 1:
+        raise UsageError("--days must be at least 1")
+    settings = runtime.settings()
+    engine = sql.make_engine(args.engine, settings)
+    where = f"Athena database {settings.athena_database}" if args.engine == "athena" else settings.datalake_url
+    html = report.build(engine, args.days, source=where)
+    out = Path(args.out)
+    out.write_text(html, encoding="utf-8")
+    print(f"wrote {out} ({len(html.encode()) // 1024} KB, the last {args.days} days): open it in a browser")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    if args.deliveries < 1:
+        raise UsageError("--deliveries must be at least 1")
+    return demo.run(args.deliveries, args.port)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .localstack import serve
 
@@ -116,6 +187,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
     p.set_defaults(func=cmd_status)
 
+    p = verbs.add_parser("set-telegram-webhook", help="register the webhook with Telegram (setWebhook with the "
+                         "secret token), then show getWebhookInfo")
+    p.add_argument("--url", type=_webhook_url, required=True,
+                   help="the deployed /telegram route, e.g. https://abc123.execute-api.us-east-1.amazonaws.com/api/telegram")
+    p.set_defaults(func=cmd_set_telegram_webhook)
+
+    p = verbs.add_parser("publish-layer", help="publish the daily ETL's pyarrow layer (the pinned PyPI wheel) to "
+                         "Lambda in your AWS region")
+    p.add_argument("--stage", help="also make it the daily_etl layer of this stage in .chalice/config.json")
+    p.set_defaults(func=cmd_publish_layer)
+
+    p = verbs.add_parser("query", help="run Athena SQL (inline, a file, or a sql/analytics name) on DuckDB over "
+                         "the lake (default) or on Athena")
+    p.add_argument("sql", metavar="SQL_OR_FILE", help="the SQL, a .sql file, or an analytics name like top_chats")
+    p.add_argument("--engine", choices=("duckdb", "athena"), default="duckdb", help="where it runs (default duckdb)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default table)")
+    p.set_defaults(func=cmd_query)
+
+    p = verbs.add_parser("ddl", help="print the Athena DDL for every table and view (DATALAKE_URL must be s3://)")
+    p.set_defaults(func=cmd_ddl)
+
+    p = verbs.add_parser("setup-athena", help="create the Glue/Athena database, tables and views (idempotent)")
+    p.set_defaults(func=cmd_setup_athena)
+
+    p = verbs.add_parser("report", help="write one self-contained HTML file with charts of the chat traffic")
+    p.add_argument("--days", type=int, default=30, help="how many days back, today included (default 30)")
+    p.add_argument("--out", default="report.html", help="the file to write (default report.html)")
+    p.add_argument("--engine", choices=["duckdb", "athena"], default="duckdb",
+                   help="DuckDB over the lake (default) or Athena")
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser("demo", help="post signed synthetic deliveries to the local stack, run the ETL, show results")
+    p.add_argument("--deliveries", type=int, default=500, help="how many deliveries to post (default 500)")
+    p.add_argument("--port", type=int, default=8000, help="the local stack's port (started if none is running)")
+    p.set_defaults(func=cmd_demo)
+
     p = verbs.add_parser("serve", help="run the local stack (what `make run` does)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -130,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except UsageError as e:
         parser.error(str(e))  # exits 2
-    except (ConfigError, StorageError) as e:
+    except (ConfigError, StorageError, QueryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

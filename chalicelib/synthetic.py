@@ -69,7 +69,7 @@ WHATSAPP_KINDS = {
     "text": 40, "reply": 4, "image": 6, "audio": 4, "video": 2, "document": 2, "sticker": 2, "location": 1,
     "contacts": 1, "button_reply": 2, "list_reply": 1, "button": 1, "reaction": 3, "reaction_removed": 1, "order": 1,
     "system": 0.3, "unsupported": 0.3, "future_kind": 0.2, "edit": 1, "revoke": 0.5, "batch": 3, "bsuid": 1,
-    "echo": 2, "status": 20, "status_batch": 3, "status_failed": 1, "template_status": 0.3, "value_errors": 0.2,
+    "echo": 2, "status": 35, "status_batch": 3, "status_failed": 1, "template_status": 0.3, "value_errors": 0.2,
 }
 TELEGRAM_KINDS = {
     "private_text": 35, "group_text": 10, "supergroup_reply": 5, "channel_post": 4, "edited_message": 3,
@@ -152,6 +152,16 @@ class _World:
 # --- WhatsApp -------------------------------------------------------------------------------------
 
 WABA_ID = "102290129340398"
+# (code, title, details) of delivery failures, as Meta's error code reference names them.
+FAILURES = [
+    (131047, "Re-engagement message",
+     "More than 24 hours have passed since the recipient last replied to the sender number."),
+    (131026, "Message undeliverable", "Unable to deliver message. Reasons can include: the recipient phone number is "
+     "not a WhatsApp phone number."),
+    (131049, "Meta chose not to deliver.", "In order to maintain a healthy ecosystem engagement, the message failed "
+     "to be delivered."),
+    (131053, "Media upload error", "Unable to upload the media used in the message."),
+]
 METADATA = {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}
 
 
@@ -246,7 +256,7 @@ def _wa_status(w: _World, status: str | None) -> dict[str, Any]:
     earlier moves on (`delivered`, then `read`)."""
     r = w.rng
     day_end = w.start + w.span - 1
-    if status or not w.wa_outbound or r.random() < 0.45:
+    if status or not w.wa_outbound or r.random() < 0.6:
         inbound = r.choice(w.wa_inbound) if w.wa_inbound else (w.wamid(), r.choice(w.wa_customers)["wa_id"], w.when())
         reply_at = min(inbound[2] + int(r.expovariate(1 / 600)) + 5, day_end)
         out = [w.wamid(), inbound[1], reply_at, 0]
@@ -262,9 +272,8 @@ def _wa_status(w: _World, status: str | None) -> dict[str, Any]:
         item["conversation"] = {"id": base64.b16encode(r.randbytes(16)).decode().lower(),
                                 "expiration_timestamp": str(out[2] + 86400), "origin": {"type": "service"}}
     if status == "failed":
-        item["errors"] = [{"code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
-                           "error_data": {"details": "More than 24 hours have passed since the recipient last "
-                                                     "replied to the sender number."},
+        code, title, details = r.choice(FAILURES)
+        item["errors"] = [{"code": code, "title": title, "message": title, "error_data": {"details": details},
                            "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}]
     else:
         item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service",
