@@ -15,6 +15,9 @@ from chalicelib.webhook import HttpError
 
 app = Chalice(app_name="chatlake")
 logging.getLogger("chatlake").setLevel(logging.INFO)
+# The API only answers JSON and text, and bodies are stored as the bytes received: API Gateway need only
+# base64 what is declared binary. A short list also spares each request chalice's matching of 16 types.
+app.api.binary_types = ["application/octet-stream"]
 
 # Accept any Content-Type: the body is judged by what it is, and an odd header must not cost a delivery.
 ANY_CONTENT = ["*/*"]
@@ -30,7 +33,8 @@ def _respond(handler: Callable[[], Response]) -> Response:
 
 def _receive(source: str) -> Response:
     request = app.current_request
-    key = webhook.receive(source, request.raw_body, request.headers, runtime.settings(), runtime.storage())
+    settings = runtime.settings()
+    key = webhook.receive(source, request.raw_body, request.headers, settings, runtime.storage(settings.datalake_url))
     return Response({"ok": True, "key": key})
 
 

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+import orjson
+
 from . import lake
 from .settings import ConfigError, Settings
 from .storage import Storage, StorageError
@@ -81,6 +83,12 @@ def unreadable_reason(body: bytes) -> str | None:
     if not body:
         return "empty body"
     try:
+        value = orjson.loads(body)  # the fast path, for nearly every delivery
+    except orjson.JSONDecodeError:
+        pass  # read again below, for the reason or for what only the standard library accepts (as the ETL does)
+    else:
+        return None if isinstance(value, dict) else f"body is JSON but not an object (a {type(value).__name__})"
+    try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         return f"body is not UTF-8 ({e.reason} at byte {e.start})"
@@ -129,8 +137,9 @@ def receive(
     except StorageError as e:
         log.error("%s delivery not stored: %s %s", source, e, _loggable(headers))
         raise HttpError(503, "the data lake could not be written; nothing was stored, retry later") from e
-    log.debug("%s delivery %s %s (%d bytes) %s", source, "stored" if stored else "already stored",
-             key, len(body), _loggable(headers))
+    if log.isEnabledFor(logging.DEBUG):  # not per delivery by default: noise, and CloudWatch cost
+        log.debug("%s delivery %s %s (%d bytes) %s", source, "stored" if stored else "already stored",
+                  key, len(body), _loggable(headers))
     return key
 
 
