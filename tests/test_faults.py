@@ -58,22 +58,14 @@ def status_keys(storage: Storage, day: date) -> list[tuple]:
 
 # --- a write failing halfway (folder lake) ----------------------------------------------------------------------------
 
-class _HalfWriter:
-    """A file that takes half of what is written, then fails as a full disk does."""
+def _half_write(real_write: Any) -> Any:
+    """An `os.write` that takes half of what it is given, then fails as a full disk does."""
 
-    def __init__(self, f: Any) -> None:
-        self.f = f
-
-    def __enter__(self) -> _HalfWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.f.close()
-
-    def write(self, data: bytes) -> int:
-        self.f.write(data[: len(data) // 2])
-        self.f.flush()
+    def write(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, "No space left on device")
+
+    return write
 
 
 @pytest.mark.parametrize("source", ["telegram", "whatsapp"])
@@ -82,9 +74,8 @@ def test_a_write_failing_halfway_leaves_nothing_partial_and_the_retry_stores_onc
     """A full disk mid-write: 503 (the platform retries), no partial or temp file; the retry stores it once."""
     monkeypatch.setenv("DATALAKE_URL", str(tmp_path / "lake"))
     client = Client(app, stage_name="local")
-    real_fdopen = os.fdopen
     with monkeypatch.context() as m:
-        m.setattr("chalicelib.storage.os.fdopen", lambda fd, *a, **k: _HalfWriter(real_fdopen(fd, *a, **k)))
+        m.setattr("chalicelib.storage.os.write", _half_write(os.write))
         r = post(client, source, SAMPLES[source])
         assert r.status_code == 503 and "retry" in r.json_body["error"]
         assert [p.name for p in (tmp_path / "lake").rglob("*") if p.is_file()] == []  # no partial, no temp file
