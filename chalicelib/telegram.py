@@ -369,17 +369,18 @@ def _largest_photo(sizes: Any) -> str | None:
 
 
 def _sender(msg: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(id, name, username): `sender_chat` when present (then `from` is a placeholder), else `from`."""
+    """(id, name, username): `sender_chat` when present (then `from` is a placeholder): its id and title, as the
+    contract says, and no username (that column is a person's); else `from`: id, "first last", username."""
     who = msg.get("sender_chat")
     if isinstance(who, dict):
-        name = _str(who.get("title")) or _full_name(who)
+        name, username = _str(who.get("title")) or _full_name(who), None
     else:
         who = msg.get("from")
         if not isinstance(who, dict):
             return None, None, None
-        name = _full_name(who)
+        name, username = _full_name(who), _str(who.get("username"))
     who_id = _int(who.get("id"))
-    return (None if who_id is None else str(who_id)), name, _str(who.get("username"))
+    return (None if who_id is None else str(who_id)), name, username
 
 
 def _full_name(who: dict[str, Any]) -> str | None:

@@ -55,7 +55,7 @@ CHANNEL = {
     "chat_title": "Chatlake News 📰",
     "sender_id": "-1001122334455",
     "sender_name": "Chatlake News 📰",
-    "sender_username": "chatlake_news",
+    "sender_username": None,  # a sender_chat gives id and title; sender_username is a person's @username
 }
 SOFIA_BUSINESS = {
     "chat_id": "1254876390",
@@ -323,7 +323,7 @@ def test_anonymous_admin_is_the_group_not_the_placeholder_bot():
         chat_title="Chatlake Nutzer – Support",
         sender_id="-1001987654321",
         sender_name="Chatlake Nutzer – Support",
-        sender_username="chatlake_support",
+        sender_username=None,
         message_type="text",
         text="Bitte keine Werbung in dieser Gruppe. 🙏",
         media_id=None,
@@ -343,7 +343,7 @@ def test_linked_channel_autoforward_is_sent_by_the_channel_in_the_discussion_gro
         chat_title="Chatlake News – Kommentare",
         sender_id="-1001122334455",
         sender_name="Chatlake News 📰",
-        sender_username="chatlake_news",
+        sender_username=None,
         message_type="text",
         text="Neu in Version 2.4: Export nach Parquet 🚀",
         media_id=None,
@@ -478,13 +478,13 @@ def test_sender_from_user_name_is_trimmed_and_missing_parts_are_null():
     assert sender(None) == (None, None, None)
 
 
-def test_sender_chat_wins_over_from_and_its_username_is_taken_when_present():
+def test_sender_chat_wins_over_from_with_its_id_and_title():
     group = {"id": -100555, "title": "Quiet Group", "type": "supergroup"}
     got = one(minimal(chat=group, sender_chat=group, **{"from": {"id": 1087968824, "first_name": "Group"}}))
     assert (got.sender_id, got.sender_name, got.sender_username) == ("-100555", "Quiet Group", None)
     channel = {"id": -100777, "title": "News", "username": "news", "type": "channel"}
     got = one(minimal(chat=group, sender_chat=channel))
-    assert (got.sender_id, got.sender_name, got.sender_username) == ("-100777", "News", "news")
+    assert (got.sender_id, got.sender_name, got.sender_username) == ("-100777", "News", None)
     # A sender_chat that is not an object is ignored: the sender is `from`.
     got = one(minimal(sender_chat="junk"))
     assert got.sender_id == "42"
