@@ -30,17 +30,20 @@ def healthy(base_url: str) -> bool:
         return False
 
 
-def start_stack(port: int) -> tuple[subprocess.Popen, Path]:
-    """Start `python -m chalicelib serve` in the background; its output goes to a log file."""
-    log_path = Path(tempfile.mkstemp(prefix="chatlake-demo-", suffix=".log")[1])
+def start_stack(port: int, env: dict[str, str] | None = None, log_path: Path | None = None,
+                timeout: float = 30) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m chalicelib serve` in the background and wait until it answers /health. Its output goes
+    to a log file, never a pipe: a busy server must not block on a full pipe."""
+    log_path = log_path or Path(tempfile.mkstemp(prefix="chatlake-stack-", suffix=".log")[1])
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "chalicelib", "serve", "--port", str(port)],
-                                cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+                                cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
     while not healthy(f"http://127.0.0.1:{port}"):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc)
-            raise RuntimeError(f"the local stack did not start; its output is in {log_path}")
+            raise RuntimeError(f"the local stack did not start; its output is in {log_path}:\n"
+                               f"{log_path.read_text()[-2000:]}")
         time.sleep(0.2)
     return proc, log_path
 

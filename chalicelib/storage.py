@@ -75,9 +75,6 @@ class FolderStorage:
         self.url = self.root.as_uri()
         self._prefix = str(self.root) + os.sep
 
-    def _path(self, key: str) -> Path:
-        return Path(self._prefix + _check_key(key))
-
     def put(self, key: str, data: bytes, *, overwrite: bool = True) -> bool:
         # Plain strings, not Path objects: this runs once per delivery on the webhook path.
         path = self._prefix + _check_key(key)
@@ -144,7 +141,9 @@ class FolderStorage:
 
     def delete(self, key: str) -> None:
         try:
-            self._path(key).unlink(missing_ok=True)
+            os.unlink(self._prefix + _check_key(key))
+        except FileNotFoundError:
+            pass
         except OSError as e:
             raise StorageError(f"cannot delete {key}: {e.strerror or e}") from e
 

@@ -13,7 +13,7 @@ import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from . import lake
@@ -588,7 +588,3 @@ def store(storage: Storage, batch: Iterable[Delivery]) -> int:
         written += storage.put(lake.raw_key(d.source, d.day or datetime.now(UTC).date(), d.body), d.body,
                                overwrite=False)
     return written
-
-
-def days(start: date, count: int) -> list[date]:
-    return [start + timedelta(days=i) for i in range(count)]

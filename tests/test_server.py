@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from chalicelib import lake, synthetic
+from chalicelib.demo import start_stack
+from chalicelib.localstack import stop
 from chalicelib.webhook import whatsapp_signature
 from tests.conftest import PROJECT_DIR, SECRETS, free_port
 
@@ -27,35 +29,15 @@ def output(proc: subprocess.Popen) -> str:
 
 @contextmanager
 def local_stack(lake_dir: Path, extra_env: dict[str, str] | None = None):
-    """Start the stack on a free port, wait for /health, and always stop it. Its output goes to a file
-    (`output(proc)`), not a pipe: a busy server must never block on a full pipe."""
+    """The stack on a free port, started the way the demo starts it, and always stopped."""
     port = free_port()
     env = {**os.environ, **SECRETS, "DATALAKE_URL": str(lake_dir), **(extra_env or {})}
-    log_path = lake_dir.parent / f"stack-{port}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "chalicelib", "serve", "--port", str(port)], cwd=PROJECT_DIR,
-                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc, log_path = start_stack(port, env, lake_dir.parent / f"stack-{port}.log")
     proc.output_path = log_path  # type: ignore[attr-defined]
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    assert json.load(r) == {"ok": True}
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None, output(proc)
-                assert time.monotonic() < deadline, "the local stack did not answer /health within 30 s"
-                time.sleep(0.2)
-        yield base, proc
+        yield f"http://127.0.0.1:{port}", proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
