@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import date
 
 SOURCES = ("telegram", "whatsapp")
 TABLES = ("messages", "statuses", "rejects")
+
+_DT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/")
+_SOURCE_RE = re.compile(r"(?:^|/)source=([a-z]+)/")
 
 
 def digest(body: bytes) -> str:
@@ -34,3 +38,14 @@ def quarantine_keys(source: str, day: date, body: bytes) -> tuple[str, str]:
 
 def enriched_prefix(table: str, day: date) -> str:
     return f"enriched/{table}/dt={day.isoformat()}/"
+
+
+def day_of(key: str) -> date | None:
+    """The `dt=` partition of a key, if it has one."""
+    m = _DT_RE.search(key)
+    return date.fromisoformat(m.group(1)) if m else None
+
+
+def source_of(key: str) -> str | None:
+    m = _SOURCE_RE.search(key)
+    return m.group(1) if m else None
