@@ -31,13 +31,12 @@ def cmd_etl(args: argparse.Namespace) -> int:
     from . import etl, ui
 
     settings = runtime.settings()
-    salt = settings.pii_salt()
+    salt, window = settings.pii_salt(), settings.retry_window_days
     storage = runtime.storage()
     day = args.date or etl.yesterday()
     with ui.progress_bar(f"ETL {day}", unit="deliveries") as advance:
-        result = etl.run_day(storage, day, salt, progress=advance)
-    ui.print_table([result.as_dict()], ["day", "deliveries", "messages", "statuses", "rejects", "duplicates",
-                                        "seconds"], title=f"ETL {day} on {storage.url}")
+        result = etl.run_day(storage, day, salt, progress=advance, window=window)
+    ui.print_table([result.as_dict()], etl.RESULT_COLUMNS, title=f"ETL {day} on {storage.url}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -49,19 +48,23 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.end < args.start:
         raise UsageError(f"--end {args.end} is before --start {args.start}")
     settings = runtime.settings()
-    salt = settings.pii_salt()
+    salt, window = settings.pii_salt(), settings.retry_window_days
     storage = runtime.storage()
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
     with ui.progress_bar("backfill", unit="days", total=len(days)) as advance:
-        results = etl.run_days(storage, days, salt, on_day=lambda r: advance(days.index(r.day) + 1, len(days)))
+        results = etl.run_days(storage, days, salt, on_day=lambda r: advance(days.index(r.day) + 1, len(days)),
+                               window=window)
     rows = [r.as_dict() for r in results]
-    total = {"day": "total", **{k: sum(r[k] for r in rows) for k in ("deliveries", "messages", "statuses", "rejects",
-                                                                      "duplicates", "seconds")}}
-    ui.print_table([*rows, total], ["day", "deliveries", "messages", "statuses", "rejects", "duplicates", "seconds"],
-                   title=f"backfill {args.start} .. {args.end} on {storage.url}")
+    total = {"day": "total", **{k: sum(r[k] for r in rows) for k in etl.RESULT_COLUMNS[1:]}}
+    ui.print_table([*rows, total], etl.RESULT_COLUMNS, title=f"backfill {args.start} .. {args.end} on {storage.url}")
     for r in results:
         for warning in r.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+    later = [d for d in (args.end + timedelta(days=i) for i in range(1, window + 1))
+             if d < datetime.now(UTC).date() and etl.behind_reason(storage, d, salt, window=window)]
+    if later:
+        print(f"{len(later)} later day(s) depend on these through the {window}-day retry window and are now behind: "
+              f"run python -m chalicelib backfill --start {later[0]} --end {later[-1]}", file=sys.stderr)
     return 0
 
 
@@ -70,16 +73,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.days < 1:
         raise UsageError("--days must be at least 1")
+    settings = runtime.settings()
     storage = runtime.storage()
     today = datetime.now(UTC).date()
-    days = status.recent(storage, today, args.days)
+    days = status.recent(storage, today, args.days, settings.pii_salt(), settings.retry_window_days)
 
     def state(d: status.DayStatus) -> str:
         if d.day == today:
             return "today: its ETL runs after midnight UTC"
         if d.behind:
-            return "BEHIND: raw data newer than the output"
-        if d.newest_raw is not None:
+            return f"BEHIND: {d.reason}"
+        if d.has_raw:
             return "ok"
         return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
 

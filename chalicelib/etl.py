@@ -1,16 +1,24 @@
 """The daily ETL: a day's raw deliveries → Parquet `messages`, `statuses` and `rejects`, exactly once.
 
-For day D: list `raw/source=*/dt=D/`, read the bodies (concurrently, a bounded window), parse each with
-its platform's parser, drop what an earlier delivery of D or of the 7 days before already gave, and
-replace `enriched/<table>/dt=D/` with one zstd Parquet file per table. The file has a fixed name and is
-replaced in one atomic write, so readers see the old day or the new day, never an empty or doubled one;
-files left by anything else in that folder are removed after the new one is in place. The raw layer is
-only read. pyarrow and orjson are imported here, never on the webhook path.
+A day's output is a function of the raw layer alone, so the order in which days are run (or re-run, or fail)
+never changes it. For day D: list `raw/source=*/dt=D/`, read and parse the bodies (each message version and
+status once: the first raw key in key order), then drop the versions and statuses that any raw delivery of the
+retry window's earlier days (D-1 … D-`RETRY_WINDOW_DAYS`) also gives. Those come from the earlier days' version
+files (`etl/dt=…/versions.parquet`: everything a day's raw gives, before this check), checked against their raw
+listing and rebuilt from raw when stale or missing, never from the earlier days' tables (which may be missing,
+stale or being rewritten).
+
+The day's three tables are then committed together: `etl/dt=D/commit.json` is removed, each table's one
+file is replaced in one atomic write, and a new commit record names the raw data it was built from. A run
+that fails puts the previous files back; one that is killed leaves no commit record, so `status` calls the day
+behind until a run completes. The raw layer is only read. pyarrow and orjson are imported here, never on the
+webhook path.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
 import json
 import logging
@@ -20,29 +28,41 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
 from . import lake, pii, telegram, whatsapp
 from .schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
-from .storage import Storage, StorageError
+from .storage import NotFound, Storage, StorageError
 
 log = logging.getLogger("chatlake.etl")
 
-LOOKBACK_DAYS = 7  # WhatsApp retries a delivery for up to 7 days
-PART_NAME = "part-0.parquet"
+DEFAULT_RETRY_WINDOW_DAYS = 7  # WhatsApp retries a delivery for up to 7 days (setting RETRY_WINDOW_DAYS)
+PART_NAME = lake.PART_NAME
+COMMIT_FORMAT = 1
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "telegram": telegram.parse,
     "whatsapp": whatsapp.parse,
 }
 # Sort keys, so that re-running a day gives byte-identical files.
 SORT_KEYS = {
-    "messages": ["sent_at", "source", "message_id", "edited_at"],
+    "messages": ["sent_at", "source", "message_id", "edited_at", "message_type"],
     "statuses": ["status_at", "message_id", "status"],
     "rejects": ["source", "raw_key", "reason"],
 }
 
 Progress = Callable[[int, int], None]  # (deliveries done, deliveries in all)
+
+
+def version_key(m: Message) -> tuple:
+    """What makes a row of `messages` one version of one message. The type is part of it: a WhatsApp edit
+    and a revoke of one message in the same second are two versions, not a retry."""
+    return m.source, m.message_id, m.edited_at, m.message_type
+
+
+def status_key(s: Status) -> tuple:
+    return s.message_id, s.status
 
 
 @dataclass
@@ -54,7 +74,7 @@ class DayResult:
     messages: int = 0
     statuses: int = 0
     rejects: int = 0
-    duplicates: int = 0  # rows already given by an earlier delivery (a retry) or an earlier day
+    duplicates: int = 0  # rows already given by an earlier delivery (a retry) of the day or of the window
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -64,6 +84,9 @@ class DayResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: (str(v) if isinstance(v := getattr(self, f.name), date) else v) for f in fields(self)}
+
+
+RESULT_COLUMNS = ["day", "deliveries", "messages", "statuses", "rejects", "duplicates", "seconds"]
 
 
 def yesterday(now: datetime | None = None) -> date:
@@ -123,41 +146,169 @@ def read_bodies(storage: Storage, keys: list[str], workers: int) -> Iterator[tup
             yield from zip(batch, bodies, strict=True)
 
 
-def raw_keys(storage: Storage, day: date) -> list[tuple[str, str]]:
-    """The day's raw deliveries as (source, key), in key order: among copies of one message received the
-    same day, the row keeps the first raw key in that order, so re-runs pick the same one."""
-    return [(source, key) for source in lake.SOURCES for key in storage.keys(lake.raw_prefix(source, day))
-            if key.endswith(".json")]
+@dataclass(frozen=True)
+class RawListing:
+    """A day's raw deliveries as (source, key), in key order: among copies of one message received the same day,
+    the row keeps the first raw key in that order, so re-runs pick the same one."""
+
+    day: date
+    objects: tuple[tuple[str, str], ...]
+
+    @cached_property
+    def digest(self) -> str:
+        """Names the exact set of raw deliveries ("" for none): keys are content addresses, so equal digests
+        mean equal bytes."""
+        if not self.objects:
+            return ""
+        return hashlib.sha256("\n".join(k for _, k in self.objects).encode()).hexdigest()
 
 
-def earlier_keys(storage: Storage, day: date, warnings: list[str]) -> tuple[set[tuple], set[tuple]]:
-    """Message and status keys already in the 7 days before `day`. A file that cannot be read is reported
-    and skipped, so one corrupt file cannot stop the day."""
+def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None = None) -> RawListing:
+    """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it)."""
+    if cache is not None and day in cache:
+        return cache[day]
+    listing = RawListing(day, tuple((source, key) for source in lake.SOURCES
+                                    for key in storage.keys(lake.raw_prefix(source, day)) if key.endswith(".json")))
+    if cache is not None:
+        cache[day] = listing
+    return listing
+
+
+def pii_mark(pii_salt: str | None) -> str:
+    """Which identifier space rows are in, without revealing the salt: versions compare only within one."""
+    if not pii_salt:
+        return "keep"
+    return "hash:" + hashlib.sha256(b"chatlake-pii-mark\x00" + pii_salt.encode()).hexdigest()[:16]
+
+
+@dataclass
+class DayRows:
+    """A day's raw deliveries parsed: each message version and status once, identifiers hashed if asked."""
+
+    listing: RawListing
+    messages: dict[tuple, Message] = field(default_factory=dict)
+    statuses: dict[tuple, Status] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
+             progress: Progress | None = None) -> DayRows:
+    """Parse every raw delivery of the day; keep the first copy (in key order) of each version and status."""
+    rows = DayRows(listing)
+    messages, statuses = rows.messages, rows.statuses
+    sources = {key: source for source, key in listing.objects}
+    total = len(sources)
+    for done, (key, body) in enumerate(read_bodies(storage, list(sources), storage.parallel_reads), 1):
+        source = sources[key]
+        parsed = parse_delivery(source, key, body)
+        for m in parsed.messages:
+            k = version_key(m)
+            if k in messages:
+                rows.duplicates += 1
+            else:
+                messages[k] = m
+        for s in parsed.statuses:
+            k = status_key(s)
+            if k in statuses:
+                rows.duplicates += 1
+            else:
+                statuses[k] = s
+        rows.rejects.extend(Reject(source, key, reason) for reason in parsed.problems)
+        if progress and (done % 1000 == 0 or done == total):
+            progress(done, total)
+    if pii_salt:
+        # Hash before any comparison with other days: their versions are stored hashed. Hashing is injective
+        # in practice, so the day's own duplicates found above stay the same.
+        pii.hash_rows(messages.values(), statuses.values(), pii_salt)
+        rows.messages = {version_key(m): m for m in messages.values()}
+    return rows
+
+
+# --- version files: what a day's raw data gives, for the days after it ------------------------------------------
+
+_VERSION_COLUMNS = ("table", "source", "id", "at", "kind")
+
+
+def versions_file(rows: DayRows, mark: str) -> bytes:
+    """The day's message versions and statuses as a small Parquet file, labelled with the raw listing and
+    identifier space they come from."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    m, s = list(rows.messages), list(rows.statuses)
+    data = pa.table({
+        "table": pa.array(["messages"] * len(m) + ["statuses"] * len(s), pa.string()),
+        "source": pa.array([k[0] for k in m] + [None] * len(s), pa.string()),
+        "id": pa.array([k[1] for k in m] + [k[0] for k in s], pa.string()),
+        "at": pa.array([k[2] for k in m] + [None] * len(s), pa.int64()),
+        "kind": pa.array([k[3] for k in m] + [k[1] for k in s], pa.string()),
+    }).replace_schema_metadata({"raw_digest": rows.listing.digest, "pii": mark, "format": str(COMMIT_FORMAT)})
+    buffer = io.BytesIO()
+    pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)  # damage is found, not believed
+    return buffer.getvalue()
+
+
+def read_versions(storage: Storage, listing: RawListing, mark: str) -> tuple[set, set] | None:
+    """The day's stored versions, or None when missing, unreadable, or not of this raw listing and identifier
+    space (then the caller rebuilds them from raw)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        data = pq.read_table(io.BytesIO(storage.get(lake.versions_key(listing.day))), page_checksum_verification=True)
+        meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
+        if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (listing.digest, mark, str(COMMIT_FORMAT)):
+            return None
+        columns = [data.column(c).to_pylist() for c in _VERSION_COLUMNS]
+    except (NotFound, OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException):
+        return None
+    except StorageError as e:
+        log.warning("cannot read the versions of %s (%s): rebuilding them from raw", listing.day, e)
+        return None
     messages: set[tuple] = set()
     statuses: set[tuple] = set()
-    for back in range(1, LOOKBACK_DAYS + 1):
-        d = day - timedelta(days=back)
-        for table, columns, into in (("messages", ["source", "message_id", "edited_at"], messages),
-                                     ("statuses", ["message_id", "status"], statuses)):
-            for obj in storage.list(lake.enriched_prefix(table, d)):
-                if not obj.key.endswith(".parquet"):
-                    continue
-                # Damage can surface while decoding the values too (bad UTF-8, a column of another type, values
-                # that cannot be set members, an encoding pyarrow does not implement), as any pyarrow error.
-                try:
-                    data = pq.read_table(io.BytesIO(storage.get(obj.key)), columns=columns)
-                    if "edited_at" in columns:
-                        data = data.set_column(2, "edited_at", data.column("edited_at").cast("int64"))
-                    found = set(zip(*(data.column(c).to_pylist() for c in columns), strict=True))
-                except (OSError, ValueError, TypeError, StorageError, pa.ArrowException) as e:
-                    warnings.append(f"could not read {obj.key} for the {LOOKBACK_DAYS}-day duplicate check ({e}); "
-                                    f"rows it holds may be written again today: re-run the ETL for {d}")
-                    continue
-                into.update(found)
+    for table, source, id_, at, kind in zip(*columns, strict=True):
+        if table == "messages":
+            messages.add((source, id_, at, kind))
+        else:
+            statuses.add((id_, kind))
     return messages, statuses
+
+
+def store_versions(storage: Storage, rows: DayRows, mark: str, warnings: list[str]) -> None:
+    """Best effort: the file only saves later days a re-read of this day's raw data."""
+    try:
+        storage.put(lake.versions_key(rows.listing.day), versions_file(rows, mark))
+    except StorageError as e:
+        warnings.append(f"could not store {lake.versions_key(rows.listing.day)} ({e}); later days will re-read "
+                        f"{rows.listing.day}'s raw data instead")
+
+
+def window_versions(storage: Storage, day: date, window: int, pii_salt: str | None, warnings: list[str],
+                    listings: dict[date, RawListing]) -> tuple[set, set, dict[str, str]]:
+    """Versions and statuses that the window's earlier days' raw data gives, and the raw digests they came from."""
+    mark = pii_mark(pii_salt)
+    messages: set[tuple] = set()
+    statuses: set[tuple] = set()
+    depends: dict[str, str] = {}
+    for back in range(window, 0, -1):
+        listing = list_raw(storage, day - timedelta(days=back), listings)
+        depends[listing.day.isoformat()] = listing.digest
+        if not listing.objects:
+            continue
+        found = read_versions(storage, listing, mark)
+        if found is None:  # never run, raw changed since, or damaged: the raw layer is the truth
+            log.info("reading %s's raw data for the duplicate check of %s", listing.day, day)
+            rows = read_day(storage, listing, pii_salt)
+            store_versions(storage, rows, mark, warnings)
+            found = set(rows.messages), set(rows.statuses)
+        messages |= found[0]
+        statuses |= found[1]
+    return messages, statuses, depends
+
+
+# --- the day's output, committed as a whole -------------------------------------------------------------------
 
 
 def to_parquet(table: str, rows: list[Any]) -> bytes:
@@ -177,63 +328,102 @@ def to_parquet(table: str, rows: list[Any]) -> bytes:
     return buffer.getvalue()
 
 
-def replace_partition(storage: Storage, table: str, day: date, data: bytes) -> None:
-    """Put the day's new file (one atomic write), then remove whatever else the folder holds."""
-    prefix = lake.enriched_prefix(table, day)
-    target = prefix + PART_NAME
-    storage.put(target, data)
-    for obj in list(storage.list(prefix)):
-        if obj.key != target:
-            storage.delete(obj.key)
+def read_commit(storage: Storage, day: date) -> dict[str, Any] | None:
+    """The day's commit record, or None (never run, a run under way or killed, or unreadable)."""
+    try:
+        record = json.loads(storage.get(lake.commit_key(day)))
+    except (NotFound, ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT else None
 
 
-def run_day(storage: Storage, day: date, pii_salt: str | None = None, progress: Progress | None = None) -> DayResult:
+def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dict[str, Any],
+               warnings: list[str]) -> None:
+    """Replace the day's tables as a whole: on a failure put back what was there; if even that fails (or the run
+    is killed) the day has no commit record and shows as behind until a run completes."""
+    previous: dict[str, bytes | None] = {}
+    for table in files:
+        try:
+            previous[table] = storage.get(lake.part_key(table, day))
+        except NotFound:
+            previous[table] = None
+    try:
+        old_record: bytes | None = storage.get(lake.commit_key(day))
+    except NotFound:
+        old_record = None
+    storage.delete(lake.commit_key(day))
+    written: list[str] = []
+    try:
+        for table, data in files.items():
+            storage.put(lake.part_key(table, day), data)
+            written.append(table)
+        storage.put(lake.commit_key(day), json.dumps(record, indent=1, sort_keys=True).encode())
+    except Exception:
+        _roll_back(storage, day, previous, written, old_record)
+        raise
+    for table in files:  # files of older versions or other writers: after the commit, never before
+        for key in list(storage.keys(lake.enriched_prefix(table, day))):
+            if key != lake.part_key(table, day):
+                try:
+                    storage.delete(key)
+                except StorageError as e:
+                    warnings.append(f"could not remove {key} ({e}): queries may count its rows twice; re-run {day}")
+
+
+def _roll_back(storage: Storage, day: date, previous: dict[str, bytes | None], written: list[str],
+               old_record: bytes | None) -> None:
+    try:
+        for table in written:
+            data = previous[table]
+            if data is None:
+                storage.delete(lake.part_key(table, day))
+            else:
+                storage.put(lake.part_key(table, day), data)
+        if old_record is not None:
+            storage.put(lake.commit_key(day), old_record)
+    except StorageError as e:
+        log.error("could not restore %s's previous output (%s): the day shows as behind until it is re-run", day, e)
+
+
+def run_day(storage: Storage, day: date, pii_salt: str | None = None, progress: Progress | None = None, *,
+            window: int = DEFAULT_RETRY_WINDOW_DAYS, listings: dict[date, RawListing] | None = None) -> DayResult:
     """The ETL for one day (see the module's docstring)."""
     # Rows are many small objects that all live until the day is written: the cyclic garbage collector
     # would rescan them again and again for nothing (there are no reference cycles to find here).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_day(storage, day, pii_salt, progress)
+        return _run_day(storage, day, pii_salt, progress, window, {} if listings is None else listings)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progress | None) -> DayResult:
+def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progress | None, window: int,
+             listings: dict[date, RawListing]) -> DayResult:
     started = time.perf_counter()
     result = DayResult(day)
-    objects = raw_keys(storage, day)
-    result.deliveries = len(objects)
-    seen_messages, seen_statuses = earlier_keys(storage, day, result.warnings)
-    messages: dict[tuple, Message] = {}
-    statuses: dict[tuple, Status] = {}
-    rejects: list[Reject] = []
-    sources = {key: source for source, key in objects}
-    for done, (key, body) in enumerate(read_bodies(storage, list(sources), storage.parallel_reads), 1):
-        source = sources[key]
-        parsed = parse_delivery(source, key, body)
-        for m in parsed.messages:
-            k = (m.source, m.message_id, m.edited_at)
-            if k in messages or k in seen_messages:
-                result.duplicates += 1
-            else:
-                messages[k] = m
-        for s in parsed.statuses:
-            k = (s.message_id, s.status)
-            if k in statuses or k in seen_statuses:
-                result.duplicates += 1
-            else:
-                statuses[k] = s
-        rejects.extend(Reject(source, key, reason) for reason in parsed.problems)
-        if progress and (done % 1000 == 0 or done == len(objects)):
-            progress(done, len(objects))
-    if pii_salt:
-        pii.hash_rows(messages.values(), statuses.values(), pii_salt)
-    for table, rows in (("messages", list(messages.values())), ("statuses", list(statuses.values())),
-                        ("rejects", rejects)):
-        replace_partition(storage, table, day, to_parquet(table, rows))
-    result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rejects)
+    listing = list_raw(storage, day, listings)
+    result.deliveries = len(listing.objects)
+    rows = read_day(storage, listing, pii_salt, progress)
+    mark = pii_mark(pii_salt)
+    store_versions(storage, rows, mark, result.warnings)
+    seen_messages, seen_statuses, depends = window_versions(storage, day, window, pii_salt, result.warnings,
+                                                            listings)
+    messages = [m for k, m in rows.messages.items() if k not in seen_messages]
+    statuses = [s for k, s in rows.statuses.items() if k not in seen_statuses]
+    result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
+    files = {"messages": to_parquet("messages", messages), "statuses": to_parquet("statuses", statuses),
+             "rejects": to_parquet("rejects", rows.rejects)}
+    record = {
+        "format": COMMIT_FORMAT, "day": day.isoformat(), "raw": listing.digest, "deliveries": len(listing.objects),
+        "window": window, "pii": mark, "depends": depends,
+        "tables": {t: {"key": lake.part_key(t, day), "size": len(data)} for t, data in files.items()},
+        "rows": {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)},
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    commit_day(storage, day, files, record, result.warnings)
+    result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rows.rejects)
     result.seconds = time.perf_counter() - started
     for w in result.warnings:
         log.warning("%s", w)
@@ -242,11 +432,63 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
 
 
 def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None,
-             on_day: Callable[[DayResult], None] | None = None) -> list[DayResult]:
-    """The ETL for several days, oldest first (each day's duplicate check sees the days before it)."""
+             on_day: Callable[[DayResult], None] | None = None, *,
+             window: int = DEFAULT_RETRY_WINDOW_DAYS) -> list[DayResult]:
+    """The ETL for several days, oldest first (so each day's window finds the days before it ready)."""
     results = []
+    listings: dict[date, RawListing] = {}
     for d in sorted(days):
-        results.append(run_day(storage, d, pii_salt))
+        results.append(run_day(storage, d, pii_salt, window=window, listings=listings))
+        if on_day:
+            on_day(results[-1])
+    return results
+
+
+# --- behind, and catching up -----------------------------------------------------------------------------------
+
+
+def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
+                  window: int = DEFAULT_RETRY_WINDOW_DAYS,
+                  listings: dict[date, RawListing] | None = None) -> str | None:
+    """Why the day's output is not what a run now would write (None: it is). Listings and one small read only."""
+    listings = {} if listings is None else listings
+    listing = list_raw(storage, day, listings)
+    record = read_commit(storage, day)
+    outputs = {t: list(storage.list(lake.enriched_prefix(t, day))) for t in lake.TABLES}
+    if record is None:
+        if listing.objects:
+            return f"{len(listing.objects)} raw deliveries and no completed ETL run"
+        return "output without a completed ETL run" if any(outputs.values()) else None
+    if record.get("raw") != listing.digest:
+        change = len(listing.objects) - int(record.get("deliveries") or 0)
+        return (f"{change} raw deliveries arrived after its last run" if change > 0
+                else "its raw deliveries changed since its last run")
+    if record.get("window") != window or record.get("pii") != pii_mark(pii_salt):
+        return "RETRY_WINDOW_DAYS or PII_MODE/PII_SALT changed since its last run"
+    depends = record.get("depends") or {}
+    for back in range(window, 0, -1):
+        earlier = list_raw(storage, day - timedelta(days=back), listings)
+        if depends.get(earlier.day.isoformat(), "") != earlier.digest:
+            return f"the raw deliveries of {earlier.day} (in its {window}-day retry window) changed since its last run"
+    for table in lake.TABLES:
+        want = (record.get("tables") or {}).get(table) or {}
+        if [(o.key, o.size) for o in outputs[table]] != [(want.get("key"), want.get("size"))]:
+            return f"its {table} files are not those of its last run"
+    return None
+
+
+def catch_up(storage: Storage, today: date, pii_salt: str | None = None, *, days: int | None = None,
+             window: int = DEFAULT_RETRY_WINDOW_DAYS,
+             on_day: Callable[[DayResult], None] | None = None) -> list[DayResult]:
+    """Run, oldest first, each of the `days` days before `today` (default: the retry window) that is behind:
+    the schedule's run in AWS and in `make run`, and the rule `status` applies."""
+    listings: dict[date, RawListing] = {}
+    span = window if days is None else days
+    behind = [d for d in (today - timedelta(days=back) for back in range(max(span, 1), 0, -1))
+              if behind_reason(storage, d, pii_salt, window=window, listings=listings)]
+    results = []
+    for d in behind:
+        results.append(run_day(storage, d, pii_salt, window=window, listings=listings))
         if on_day:
             on_day(results[-1])
     return results

@@ -8,6 +8,7 @@ from datetime import date
 
 SOURCES = ("telegram", "whatsapp")
 TABLES = ("messages", "statuses", "rejects")
+PART_NAME = "part-0.parquet"  # the one file per table and day the ETL writes
 
 _DT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/")
 _SOURCE_RE = re.compile(r"(?:^|/)source=([a-z]+)/")
@@ -38,6 +39,26 @@ def quarantine_keys(source: str, day: date, body: bytes) -> tuple[str, str]:
 
 def enriched_prefix(table: str, day: date) -> str:
     return f"enriched/{table}/dt={day.isoformat()}/"
+
+
+def part_key(table: str, day: date) -> str:
+    return enriched_prefix(table, day) + PART_NAME
+
+
+def etl_prefix(day: date) -> str:
+    """The ETL's own records of a day (not tables: no query engine reads them)."""
+    return f"etl/dt={day.isoformat()}/"
+
+
+def commit_key(day: date) -> str:
+    """What the day's last complete ETL run wrote, and from which raw data (JSON)."""
+    return etl_prefix(day) + "commit.json"
+
+
+def versions_key(day: date) -> str:
+    """Every message version and status the day's raw deliveries give, before the cross-day duplicate check
+    (Parquet): what the days after it compare against."""
+    return etl_prefix(day) + "versions.parquet"
 
 
 def day_of(key: str) -> date | None:

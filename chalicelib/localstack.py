@@ -101,24 +101,18 @@ def seconds_until_next_run(now: datetime) -> float:
     return (at - now).total_seconds()
 
 
-def etl_scheduler(stopping: threading.Event, catch_up_days: int = 7) -> None:
-    """What EventBridge does in AWS: yesterday's ETL shortly after midnight UTC. On start, it also catches
-    up the last `catch_up_days` days whose output is missing or older than their raw data."""
-    from . import etl, status
-
-    try:
-        storage = runtime.storage()
-        today = datetime.now(UTC).date()
-        for back in range(catch_up_days, 0, -1):
-            day = today - timedelta(days=back)
-            if not stopping.is_set() and status.is_behind(storage, day):
-                print(f"[etl] catching up {day} ...", flush=True)
-                print(f"[etl] {etl.run_day(storage, day, runtime.settings().pii_salt()).summary()}", flush=True)
-        while not stopping.wait(seconds_until_next_run(datetime.now(UTC))):
-            print(f"[etl] {runtime.run_daily_etl().summary()}", flush=True)
-    except Exception as e:  # the webhooks keep running; say what failed and how to retry
-        print(f"[etl] failed: {e}. Run it by hand: python -m chalicelib etl --date YYYY-MM-DD", file=sys.stderr,
-              flush=True)
+def etl_scheduler(stopping: threading.Event) -> None:
+    """What EventBridge does in AWS: shortly after midnight UTC, run every day of the retry window that is behind
+    (yesterday, and any day a failed run or a late delivery left behind); the same once on start."""
+    while not stopping.is_set():
+        try:
+            for result in runtime.run_daily_etl():
+                print(f"[etl] {result.summary()}", flush=True)
+        except Exception as e:  # the webhooks keep running; say what failed and how to retry
+            print(f"[etl] failed: {e}. It is retried at the next run; now: python -m chalicelib status",
+                  file=sys.stderr, flush=True)
+        if stopping.wait(seconds_until_next_run(datetime.now(UTC))):
+            return
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -33,8 +33,12 @@ def storage(url: str | None = None) -> Storage:
 DAILY_ETL_AT = (0, 5)  # (hour, minute)
 
 
-def run_daily_etl() -> etl.DayResult:
-    """Yesterday's ETL with this process's settings and lake (the scheduled Lambda, and `make run`)."""
+def run_daily_etl() -> list[etl.DayResult]:
+    """The schedule's run (the Lambda, and `make run`): every day of the retry window before today that is
+    behind, oldest first. Yesterday is behind until it has run; a failed night is repaired by the next one."""
+    from datetime import UTC, datetime
+
     from . import etl
 
-    return etl.run_day(storage(), etl.yesterday(), settings().pii_salt())
+    s = settings()
+    return etl.catch_up(storage(s.datalake_url), datetime.now(UTC).date(), s.pii_salt(), window=s.retry_window_days)

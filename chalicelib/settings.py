@@ -138,6 +138,15 @@ class Settings:
             )
         return token
 
+    @property
+    def retry_window_days(self) -> int:
+        """RETRY_WINDOW_DAYS: how many days back a later delivery of a message is still known as a retry (default
+        7, WhatsApp's retry period). One number for the ETL's duplicate check, `status` and the catch-up."""
+        text = self._raw("RETRY_WINDOW_DAYS") or "7"
+        if not text.isdigit() or not 0 <= int(text) <= 366:
+            raise ConfigError(f"RETRY_WINDOW_DAYS must be a whole number of days from 0 to 366, not {text!r}")
+        return int(text)
+
     def pii_salt(self) -> str | None:
         """The salt when `PII_MODE=hash`, None when identifiers are kept."""
         mode = (self._raw("PII_MODE") or "keep").lower()

@@ -1,4 +1,9 @@
-"""What the lake holds per day, and whether a day's ETL output is behind its raw data (`status`)."""
+"""What the lake holds per day, and whether a day's ETL output is behind its raw data (`status`).
+
+"Behind" is the ETL's own rule (`etl.behind_reason`): the output is not what a run now would write, because
+raw deliveries arrived since, a day in its retry window changed, its last run did not finish, or its files are
+not those of that run. The schedule's catch-up runs exactly those days.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from . import lake
+from . import etl, lake
 from .storage import Storage, StorageError
 
 
@@ -16,45 +21,36 @@ class DayStatus:
     raw: dict[str, int] = field(default_factory=dict)  # deliveries per source
     quarantined: int = 0
     rows: dict[str, int | None] = field(default_factory=dict)  # per table; None: no output yet (or unreadable)
-    newest_raw: float | None = None  # mtime of the newest raw delivery
-    oldest_output: float | None = None  # mtime of the oldest output file, None unless every table has one
+    reason: str | None = None  # why the day is behind; None when its output is current
 
     @property
     def behind(self) -> bool:
-        """Raw data that the day's output does not include yet: the day needs (re-)running."""
-        return self.newest_raw is not None and (self.oldest_output is None or self.oldest_output < self.newest_raw)
+        """The day needs (re-)running: see `etl.behind_reason`."""
+        return self.reason is not None
+
+    @property
+    def has_raw(self) -> bool:
+        return any(self.raw.values())
 
 
-def _freshness(storage: Storage, day: date, status: DayStatus) -> list[str]:
-    """Fill in raw counts and times; return the day's output files."""
-    for source in lake.SOURCES:
-        objects = list(storage.list(lake.raw_prefix(source, day)))
-        status.raw[source] = len(objects)
-        if objects:
-            newest = max(o.mtime for o in objects)
-            status.newest_raw = max(newest, status.newest_raw or newest)
-    outputs = {t: list(storage.list(lake.enriched_prefix(t, day))) for t in lake.TABLES}
-    if all(outputs.values()):
-        status.oldest_output = min(o.mtime for files in outputs.values() for o in files)
-    return [o.key for files in outputs.values() for o in files]
+def is_behind(storage: Storage, day: date, pii_salt: str | None = None,
+              window: int = etl.DEFAULT_RETRY_WINDOW_DAYS) -> bool:
+    return etl.behind_reason(storage, day, pii_salt, window=window) is not None
 
 
-def is_behind(storage: Storage, day: date) -> bool:
-    """Whether the day's ETL output is missing or older than the day's newest raw delivery."""
-    status = DayStatus(day)
-    _freshness(storage, day, status)
-    return status.behind
-
-
-def day_status(storage: Storage, day: date) -> DayStatus:
+def day_status(storage: Storage, day: date, pii_salt: str | None = None, window: int = etl.DEFAULT_RETRY_WINDOW_DAYS,
+               listings: dict | None = None) -> DayStatus:
     import pyarrow.parquet as pq
 
+    listings = {} if listings is None else listings
     status = DayStatus(day)
-    outputs = _freshness(storage, day, status)
+    listing = etl.list_raw(storage, day, listings)
+    status.raw = {source: sum(1 for s, _ in listing.objects if s == source) for source in lake.SOURCES}
+    status.reason = etl.behind_reason(storage, day, pii_salt, window=window, listings=listings)
     status.quarantined = sum(k.endswith(".body") for source in lake.SOURCES
                              for k in storage.keys(lake.quarantine_prefix(source, day)))
     for table in lake.TABLES:
-        files = [k for k in outputs if k.startswith(lake.enriched_prefix(table, day)) and k.endswith(".parquet")]
+        files = [k for k in storage.keys(lake.enriched_prefix(table, day)) if k.endswith(".parquet")]
         try:
             counts = [pq.ParquetFile(io.BytesIO(storage.get(k))).metadata.num_rows for k in files]
             status.rows[table] = sum(counts) if files else None
@@ -63,6 +59,8 @@ def day_status(storage: Storage, day: date) -> DayStatus:
     return status
 
 
-def recent(storage: Storage, today: date, days: int) -> list[DayStatus]:
+def recent(storage: Storage, today: date, days: int, pii_salt: str | None = None,
+           window: int = etl.DEFAULT_RETRY_WINDOW_DAYS) -> list[DayStatus]:
     """The last `days` days, today included, newest first."""
-    return [day_status(storage, today - timedelta(days=i)) for i in range(days)]
+    listings: dict = {}
+    return [day_status(storage, today - timedelta(days=i), pii_salt, window, listings) for i in range(days)]

@@ -87,7 +87,7 @@ def test_rerunning_a_day_gives_identical_files(lake, day_of_traffic):
     first = {k: lake.get(k) for k in keys(lake, "enriched/")}
     etl.run_day(lake, DAY)
     assert {k: lake.get(k) for k in keys(lake, "enriched/")} == first
-    assert all(k.startswith("raw/") for k in keys(lake) if not k.startswith("enriched/"))
+    assert all(k.startswith(("raw/", "etl/")) for k in keys(lake) if not k.startswith("enriched/"))
 
 
 def test_a_retry_received_on_a_later_day_gives_no_second_row(lake):
@@ -151,17 +151,23 @@ def test_a_crash_before_cleanup_is_mended_by_a_rerun(lake, monkeypatch, day_of_t
     stale = layout.enriched_prefix("messages", DAY) + "part-from-an-older-version.parquet"
     lake.put(stale, b"old")
 
-    def crash(key):
-        raise StorageError("killed between writing and cleaning up")
+    real_delete = type(lake).delete
 
-    monkeypatch.setattr(type(lake), "delete", lambda self, key: crash(key))
-    with pytest.raises(StorageError):
-        etl.run_day(lake, DAY)
+    def crash(self, key):
+        if key == stale:
+            raise StorageError("killed between writing and cleaning up")
+        real_delete(self, key)
+
+    monkeypatch.setattr(type(lake), "delete", crash)
+    result = etl.run_day(lake, DAY)
     assert layout.enriched_prefix("messages", DAY) + etl.PART_NAME in keys(lake)  # the new file was written first
+    assert len(result.warnings) == 1 and stale in result.warnings[0]
+    assert "messages files are not those of its last run" in etl.behind_reason(lake, DAY)  # status says so
     monkeypatch.undo()
     etl.run_day(lake, DAY)
     prefix = layout.enriched_prefix("messages", DAY)
     assert keys(lake, prefix) == [prefix + etl.PART_NAME]
+    assert etl.behind_reason(lake, DAY) is None
 
 
 def test_a_crash_while_writing_keeps_the_previous_day(lake, monkeypatch, day_of_traffic):
@@ -183,12 +189,19 @@ def test_a_crash_while_writing_keeps_the_previous_day(lake, monkeypatch, day_of_
         layout.enriched_prefix("statuses", DAY) + etl.PART_NAME]  # never empty, never doubled
 
 
-def test_a_corrupt_earlier_file_is_reported_and_the_day_goes_on(lake, day_of_traffic):
-    synthetic.store(lake, day_of_traffic[:100])
-    lake.put(layout.enriched_prefix("messages", DAY - timedelta(days=2)) + etl.PART_NAME, b"PAR1 not parquet")
+def test_a_corrupt_earlier_versions_file_is_rebuilt_from_raw(lake, day_of_traffic):
+    earlier = DAY - timedelta(days=2)
+    batch = [d for d in day_of_traffic[:100] if d.messages]
+    for d in batch:  # the same bodies, received two days before too
+        lake.put(layout.raw_key(d.source, earlier, d.body), d.body)
+        lake.put(layout.raw_key(d.source, DAY, d.body), d.body)
+    etl.run_day(lake, earlier)
+    lake.put(layout.versions_key(earlier), b"PAR1 not parquet")  # and the earlier day's tables are gone
+    for t in layout.TABLES:
+        lake.delete(layout.part_key(t, earlier))
     result = etl.run_day(lake, DAY)
-    assert result.messages > 0
-    assert len(result.warnings) == 1 and "could not read enriched/messages/dt=2026-11-22/" in result.warnings[0]
+    assert result.messages == 0 and result.statuses == 0 and result.duplicates >= len({d.body for d in batch})
+    assert etl.read_versions(lake, etl.list_raw(lake, earlier), etl.pii_mark(None)) is not None  # rebuilt
 
 
 def test_pii_hash_mode(lake, day_of_traffic):
@@ -230,8 +243,9 @@ def test_scheduled_function_runs_yesterdays_etl(tmp_path, monkeypatch):
         event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                 resources=["arn:aws:events:us-east-1:123456789012:rule/daily"])
         reply = client.lambda_.invoke("daily_etl", event)
-    assert reply.payload["day"] == str(yesterday)
-    assert reply.payload["messages"] == len(synthetic.expected_rows(batch)[0])
+    [day] = reply.payload["days"]  # the catch-up: only yesterday is behind
+    assert day["day"] == str(yesterday)
+    assert day["messages"] == len(synthetic.expected_rows(batch)[0])
     assert status.is_behind(storage, yesterday) is False
     assert message_keys(table(storage, "messages", yesterday)) == synthetic.expected_rows(batch)[0]
 

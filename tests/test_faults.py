@@ -237,7 +237,7 @@ def test_the_etl_rides_out_s3_throttling_and_gives_the_same_day(
     assert {k: clean.get(k) for k in keys(clean, "enriched/")} == reference  # byte for byte
     assert all(n == _times(url) + 1 for (_, url), n in throttle.attempts.items())  # through after its SlowDowns
     methods = Counter(method for method, _ in throttle.attempts)
-    assert methods["GET"] >= result.deliveries and methods["PUT"] == len(lake.TABLES)
+    assert methods["GET"] >= result.deliveries and methods["PUT"] == len(lake.TABLES) + 2  # + versions + commit
     assert len(waits) == throttle.throttled  # one backoff asked for per SlowDown
     record_figure("faults: ETL under S3 throttling", f"{len(throttle.attempts)} S3 requests answered SlowDown "
                                                      f"{throttle.throttled} times; the day completed, identical to an "
@@ -279,7 +279,11 @@ CHILD = textwrap.dedent("""
 
     ready = Path(sys.argv[1])
 
+    real_delete = storage.FolderStorage.delete
+
     def delete(self, key):
+        if not key.startswith("enriched/"):  # the commit record, before the tables are written
+            return real_delete(self, key)
         ready.write_text(key)
         time.sleep(120)
         raise SystemExit("not killed in time")
@@ -328,6 +332,7 @@ def test_the_etl_killed_between_writing_and_cleaning_up_is_mended_by_a_rerun(tmp
     assert keys(storage, prefix) == sorted([prefix + etl.PART_NAME, stale])
     want_messages, want_statuses = synthetic.expected_rows(batch)
     assert set(message_keys(storage, DAY)) == want_messages
+    assert "files are not those of its last run" in etl.behind_reason(storage, DAY)  # status flags the stale file
 
     rerun = subprocess.run([sys.executable, "-m", "chalicelib", "etl", "--date", str(DAY)], cwd=PROJECT_DIR,
                            env=env, capture_output=True, text=True, timeout=120)
@@ -360,52 +365,46 @@ def _corrupt(data: bytes, rng: random.Random) -> bytes:
 CORRUPTIONS = 1500
 
 
-def test_corrupt_earlier_parquet_files_are_reported_and_never_stop_the_day(tmp_path: Path) -> None:
-    """Seeded random damage (bit flips, truncation, overwritten runs) to the earlier days' files the duplicate
-    check reads, plus files that are not Parquet or have other columns or types: the check warns and goes on."""
+def test_corrupt_version_files_are_rebuilt_from_raw_and_never_stop_the_day(tmp_path: Path) -> None:
+    """Seeded random damage (bit flips, truncation, overwritten runs) to an earlier day's versions file, which the
+    duplicate check reads, plus files that are not Parquet or have other columns or types: each read gives the
+    exact versions or none (then the day re-reads the raw data), never wrong ones and never an abort."""
+    import pyarrow as pa
+
     storage = FolderStorage(tmp_path)
     earlier = DAY - timedelta(days=1)
     synthetic.store(storage, synthetic.deliveries(200, seed=53, day=earlier))
     etl.run_day(storage, earlier)
-    good = {t: storage.get(lake.enriched_prefix(t, earlier) + etl.PART_NAME) for t in ("messages", "statuses")}
+    path = lake.versions_key(earlier)
+    good = storage.get(path)
+    listing, mark = etl.list_raw(storage, earlier), etl.pii_mark(None)
+    exact = etl.read_versions(storage, listing, mark)
+    assert exact is not None and exact[0] and exact[1]
     rng = random.Random(20261124)
     outcomes: Counter[str] = Counter()
-    for _ in range(CORRUPTIONS):
-        table = rng.choice(["messages", "statuses"])
-        path = lake.enriched_prefix(table, earlier) + etl.PART_NAME
-        storage.put(path, _corrupt(good[table], rng))
-        warnings: list[str] = []
-        etl.earlier_keys(storage, DAY, warnings)  # must not raise, whatever the damage
-        outcomes["warned" if warnings else "read (damage not detectable)"] += 1
-        assert all(path in w and f"re-run the ETL for {earlier}" in w for w in warnings)
-        storage.put(path, good[table])
-
-    import pyarrow as pa
-
     odd_files = {
         "empty": b"",
         "not parquet": b"PAR1 not parquet PAR1",
         "other columns": _parquet(pa.table({"x": [1, 2]})),
-        "edited_at as text": _parquet(pa.table({"source": ["telegram"], "message_id": ["1:1"], "edited_at": ["soon"]})),
-        "ids as numbers": _parquet(pa.table({"source": [1], "message_id": [2], "edited_at": [3]})),
-        "ids as lists": _parquet(pa.table({"source": [["a"]], "message_id": [["b"]], "edited_at": [None]})),
+        "at as text": _parquet(pa.table({c: ["soon"] for c in ("table", "source", "id", "at", "kind")})),
     }
-    for name, data in odd_files.items():
-        storage.put(lake.enriched_prefix("messages", earlier) + etl.PART_NAME, data)
-        warnings = []
-        etl.earlier_keys(storage, DAY, warnings)
-        outcomes["warned" if warnings else "read (damage not detectable)"] += 1
-        assert name == "ids as numbers" or len(warnings) == 1, (name, warnings)
+    for damaged in [_corrupt(good, rng) for _ in range(CORRUPTIONS)] + list(odd_files.values()):
+        storage.put(path, damaged)
+        found = etl.read_versions(storage, listing, mark)  # must not raise, whatever the damage
+        assert found is None or found == exact
+        outcomes["rebuilt from raw" if found is None else "read intact"] += 1
 
-    # and the whole day goes on with such a file in place
+    # and the whole day goes on, with the same rows as with the good file
     synthetic.store(storage, synthetic.deliveries(100, seed=59, day=DAY))
-    storage.put(lake.enriched_prefix("messages", earlier) + etl.PART_NAME, odd_files["edited_at as text"])
-    storage.put(lake.enriched_prefix("statuses", earlier) + etl.PART_NAME, _corrupt(good["statuses"], rng)[:100])
+    etl.run_day(storage, DAY)
+    want = {t: storage.get(lake.part_key(t, DAY)) for t in lake.TABLES}
+    storage.put(path, _corrupt(good, rng)[:100])
     result = etl.run_day(storage, DAY)
-    assert result.messages > 0 and len(result.warnings) == 2
-    record_figure("faults: corrupt earlier Parquet", f"{CORRUPTIONS + len(odd_files)} damaged files read by the "
-                                                     f"duplicate check, never an abort: " + ", ".join(
-                                                         f"{v} {k}" for k, v in sorted(outcomes.items())))
+    assert result.messages > 0 and {t: storage.get(lake.part_key(t, DAY)) for t in lake.TABLES} == want
+    assert storage.get(path) != good[:100] and etl.read_versions(storage, listing, mark) == exact  # rebuilt
+    record_figure("faults: corrupt version files", f"{CORRUPTIONS + len(odd_files)} damaged files read by the "
+                                                   f"duplicate check, never a wrong answer or an abort: " + ", ".join(
+                                                       f"{v} {k}" for k, v in sorted(outcomes.items())))
 
 
 def _parquet(table: Any) -> bytes:

@@ -104,7 +104,7 @@ def test_the_local_stack_catches_up_the_daily_etl_and_stops_on_ctrl_c(tmp_path: 
         proc.wait(15)
     assert proc.returncode == 0
     printed = output(proc)
-    assert f"catching up {day}" in printed and "00:05 UTC" in printed
+    assert f"[etl] {day}: 40 deliveries" in printed and "00:05 UTC" in printed
     written = pq.ParquetFile(tmp_path / "lake" / f"enriched/messages/dt={day}/part-0.parquet").read()
     assert written.num_rows == len(synthetic.expected_rows(batch)[0])
 
