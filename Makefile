@@ -24,7 +24,7 @@ test: setup
 # The property tests of tests/test_fuzz.py with FUZZ_EXAMPLES random cases each (make test runs a fixed set).
 FUZZ_EXAMPLES ?= 5000
 fuzz: setup
-	CHATLAKE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py
+	CHATLAKE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py tests/test_exactly_once.py
 
 bench: setup
 	$(BIN)/python -m bench
