@@ -205,6 +205,14 @@ SERVICE_FIELDS = frozenset(
     }
 )
 
+# How strongly a known field names the message (lower wins; ties go to the smaller name), so that neither key order
+# nor the Bot API's backward-compatible duplicates (`document` with `animation`, `location` with `venue`) decide.
+_SERVICE_RANK = 3
+_NO_RANK = _SERVICE_RANK + 1
+_RANK: dict[str, int] = {name: _SERVICE_RANK for name in SERVICE_FIELDS} | {
+    name: 2 if name == "text" else 1 if name in GENERIC_FIELDS else 0 for name in CONTENT_FIELDS
+}
+
 _REPLAY = "the raw delivery is kept and can be replayed"
 _NOT_FROM_TELEGRAM = "Telegram always sends it, so check what posts to /telegram (the raw delivery is kept)"
 _JSON_TYPES = {
@@ -317,28 +325,30 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
 def _kind(msg: dict[str, Any]) -> tuple[str, Any]:
     """The message_type, and the content field's value when it is content (None for service messages).
 
-    A known content or service field wins wherever it stands, so a metadata field Telegram adds later is
-    not mistaken for content; only when there is none does the first other field name the (new) kind,
-    preferring one whose value is an object or array, as content is.
+    Known fields decide whatever their order, since JSON key order means nothing and libraries that
+    re-serialise an update reorder it: a specific content field beats a generic one, which beats `text`,
+    which beats a service field. Only when there is none does the first other field name the (new) kind,
+    preferring one whose value is an object or array, as content is, so a metadata field Telegram adds
+    later is not mistaken for content when a known kind is there.
     """
-    generic: str | None = None
+    best: str | None = None  # the known content or service field of the lowest rank so far
+    best_rank = _NO_RANK
     new_object: str | None = None  # the first unknown field holding an object or array
     new_scalar: str | None = None  # the first unknown field holding anything else
     for key, value in msg.items():
         if key in METADATA_FIELDS or _present(value) is None:  # `"group_chat_created": false` is no service
             continue
-        if key in CONTENT_FIELDS:
-            if key in GENERIC_FIELDS:
-                generic = generic or key
-                continue
-            return key, value
-        if key in SERVICE_FIELDS:
-            return "service", None
-        if isinstance(value, (dict, list)):
+        rank = _RANK.get(key)
+        if rank is not None:
+            if (rank, key) < (best_rank, best or ""):
+                best, best_rank = key, rank
+        elif isinstance(value, (dict, list)):
             new_object = new_object or key
         else:
             new_scalar = new_scalar or key
-    name = generic or new_object or new_scalar
+    if best is not None:
+        return ("service", None) if best_rank == _SERVICE_RANK else (best, msg[best])
+    name = new_object or new_scalar
     if not name:
         return "unknown", None
     return _clean(name), msg[name]

@@ -790,3 +790,14 @@ def test_parse_never_raises_on_mutated_corpus_payloads():
             runs += 1
         _check(parse(payload, KEY))
     assert runs > 15_000
+
+
+def test_the_message_type_does_not_depend_on_key_order():
+    """python-telegram-bot writes keys in its own order; found by its round trip: an edit carrying `voice` and
+    `text` was `voice` as sent and `text` re-serialised. Media beats text, text beats a service field."""
+    voice = {"file_id": "v", "mime_type": "audio/ogg"}
+    for fields in ({"voice": voice, "text": "t"}, {"text": "t", "voice": voice}):
+        got = one(minimal(text=None) | fields)
+        assert (got.message_type, got.media_id, got.text) == ("voice", "v", "t")
+    for fields in ({"new_chat_title": "T", "text": "t"}, {"text": "t", "new_chat_title": "T"}):
+        assert one(minimal(text=None) | fields).message_type == "text"
