@@ -3,6 +3,10 @@
 The ETL calls `parse` once per raw delivery (about 100k times a run), so this is plain dict look-ups: no
 regexes, no copies, no recursion. The raw layer keeps any authenticated JSON object, so every field is
 type-checked here and a wrong type is treated as absent: `parse` never raises, whatever it is given.
+
+Fields are read through `_get`, which treats `false`, `null`, `""`, `[]` and `{}` as absent: client libraries
+that re-serialise updates (python-telegram-bot's `Update.to_json()`) write every optional flag as `false`, and
+some write nulls, so such a value must mean exactly what a missing field means (a `0` is a real value).
 """
 
 from __future__ import annotations
@@ -201,6 +205,14 @@ SERVICE_FIELDS = frozenset(
     }
 )
 
+# How strongly a known field names the message (lower wins; ties go to the smaller name), so that neither key order
+# nor the Bot API's backward-compatible duplicates (`document` with `animation`, `location` with `venue`) decide.
+_SERVICE_RANK = 3
+_NO_RANK = _SERVICE_RANK + 1
+_RANK: dict[str, int] = {name: _SERVICE_RANK for name in SERVICE_FIELDS} | {
+    name: 2 if name == "text" else 1 if name in GENERIC_FIELDS else 0 for name in CONTENT_FIELDS
+}
+
 _REPLAY = "the raw delivery is kept and can be replayed"
 _NOT_FROM_TELEGRAM = "Telegram always sends it, so check what posts to /telegram (the raw delivery is kept)"
 _JSON_TYPES = {
@@ -223,14 +235,14 @@ def parse(update: dict[str, Any], raw_key: str) -> Parsed:
             "this is not a Bot API update; check what posts to /telegram"
         )
         return out
-    update_id = _int(update.get("update_id"))
+    update_id = _int(_get(update, "update_id"))
     if update_id is None:
         out.problems.append(_no_update_id(update))
         return out
 
     known = False
     for key, value in update.items():
-        if key == "update_id":
+        if key == "update_id" or _present(value) is None:
             continue
         is_edit = MESSAGE_KINDS.get(key)
         if is_edit is None:
@@ -257,12 +269,12 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
             f"so it gives no row; {_NOT_FROM_TELEGRAM}"
         )
         return
-    chat = msg.get("chat")
+    chat = _get(msg, "chat")
     if not isinstance(chat, dict):
         chat = {}
-    chat_id = _int(chat.get("id"))
-    date = _seconds(msg.get("date"))
-    message_id = _int(msg.get("message_id"))
+    chat_id = _int(_get(chat, "id"))
+    date = _seconds(_get(msg, "date"))
+    message_id = _int(_get(msg, "message_id"))
     if chat_id is None or date is None or message_id is None:
         missing = [
             what
@@ -279,14 +291,14 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
         )
         return
 
-    chat_type = _str(chat.get("type")) or ("private" if chat_id > 0 else "unknown")
+    chat_type = _str(_get(chat, "type")) or ("private" if chat_id > 0 else "unknown")
     sender_id, sender_name, sender_username = _sender(msg)
     message_type, content = _kind(msg)
     media_id, media_mime_type = (None, None) if content is None else _media(message_type, content)
     edited_at = None
     if is_edit:
         # An edit without a usable edit_date still gets a time distinct from the original's null.
-        edited_at = (_seconds(msg.get("edit_date")) or date) * 1000
+        edited_at = (_seconds(_get(msg, "edit_date")) or date) * 1000
     out.messages.append(
         Message(
             source=SOURCE,
@@ -297,11 +309,11 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
             message_type=message_type,
             raw_key=raw_key,
             edited_at=edited_at,
-            chat_title=None if chat_type == "private" else _str(chat.get("title")),
+            chat_title=None if chat_type == "private" else _str(_get(chat, "title")),
             sender_id=sender_id,
             sender_name=sender_name,
             sender_username=sender_username,
-            text=_str(msg.get("text")) or _str(msg.get("caption")),
+            text=_str(_get(msg, "text")) or _str(_get(msg, "caption")),
             media_id=media_id,
             media_mime_type=media_mime_type,
             reply_to_message_id=_reply_to(msg, chat_id),
@@ -313,28 +325,30 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
 def _kind(msg: dict[str, Any]) -> tuple[str, Any]:
     """The message_type, and the content field's value when it is content (None for service messages).
 
-    A known content or service field wins wherever it stands, so a metadata field Telegram adds later is
-    not mistaken for content; only when there is none does the first other field name the (new) kind,
-    preferring one whose value is an object or array, as content is.
+    Known fields decide whatever their order, since JSON key order means nothing and libraries that
+    re-serialise an update reorder it: a specific content field beats a generic one, which beats `text`,
+    which beats a service field. Only when there is none does the first other field name the (new) kind,
+    preferring one whose value is an object or array, as content is, so a metadata field Telegram adds
+    later is not mistaken for content when a known kind is there.
     """
-    generic: str | None = None
+    best: str | None = None  # the known content or service field of the lowest rank so far
+    best_rank = _NO_RANK
     new_object: str | None = None  # the first unknown field holding an object or array
     new_scalar: str | None = None  # the first unknown field holding anything else
     for key, value in msg.items():
-        if value is None or key in METADATA_FIELDS:
+        if key in METADATA_FIELDS or _present(value) is None:  # `"group_chat_created": false` is no service
             continue
-        if key in CONTENT_FIELDS:
-            if key in GENERIC_FIELDS:
-                generic = generic or key
-                continue
-            return key, value
-        if key in SERVICE_FIELDS:
-            return "service", None
-        if isinstance(value, (dict, list)):
+        rank = _RANK.get(key)
+        if rank is not None:
+            if (rank, key) < (best_rank, best or ""):
+                best, best_rank = key, rank
+        elif isinstance(value, (dict, list)):
             new_object = new_object or key
         else:
             new_scalar = new_scalar or key
-    name = generic or new_object or new_scalar
+    if best is not None:
+        return ("service", None) if best_rank == _SERVICE_RANK else (best, msg[best])
+    name = new_object or new_scalar
     if not name:
         return "unknown", None
     return _clean(name), msg[name]
@@ -346,7 +360,7 @@ def _media(kind: str, content: Any) -> tuple[str | None, str | None]:
         return _largest_photo(content), None
     if not isinstance(content, dict):
         return None, None
-    return _str(content.get("file_id")), _str(content.get("mime_type"))
+    return _str(_get(content, "file_id")), _str(_get(content, "mime_type"))
 
 
 def _largest_photo(sizes: Any) -> str | None:
@@ -358,10 +372,10 @@ def _largest_photo(sizes: Any) -> str | None:
     for size in sizes:
         if not isinstance(size, dict):
             continue
-        file_id = _str(size.get("file_id"))
+        file_id = _str(_get(size, "file_id"))
         if file_id is None:
             continue
-        width, height = _int(size.get("width")), _int(size.get("height"))
+        width, height = _int(_get(size, "width")), _int(_get(size, "height"))
         area = width * height if width is not None and height is not None and width >= 0 and height >= 0 else 0
         if area >= best_area:
             best, best_area = file_id, area
@@ -371,40 +385,40 @@ def _largest_photo(sizes: Any) -> str | None:
 def _sender(msg: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     """(id, name, username): `sender_chat` when present (then `from` is a placeholder): its id and title, as the
     contract says, and no username (that column is a person's); else `from`: id, "first last", username."""
-    who = msg.get("sender_chat")
+    who = _get(msg, "sender_chat")
     if isinstance(who, dict):
-        name, username = _str(who.get("title")) or _full_name(who), None
+        name, username = _str(_get(who, "title")) or _full_name(who), None
     else:
-        who = msg.get("from")
+        who = _get(msg, "from")
         if not isinstance(who, dict):
             return None, None, None
-        name, username = _full_name(who), _str(who.get("username"))
-    who_id = _int(who.get("id"))
+        name, username = _full_name(who), _str(_get(who, "username"))
+    who_id = _int(_get(who, "id"))
     return (None if who_id is None else str(who_id)), name, username
 
 
 def _full_name(who: dict[str, Any]) -> str | None:
     """ "first last" without stray spaces, or None when both are missing."""
-    first, last = _str(who.get("first_name")), _str(who.get("last_name"))
+    first, last = _str(_get(who, "first_name")), _str(_get(who, "last_name"))
     return _str(f"{first or ''} {last or ''}".strip())
 
 
 def _reply_to(msg: dict[str, Any], chat_id: int) -> str | None:
     """The id of the message this one answers, in the `<chat_id>:<message_id>` form."""
-    replied = msg.get("reply_to_message")
+    replied = _get(msg, "reply_to_message")
     if isinstance(replied, dict):
-        replied_id = _int(replied.get("message_id"))
+        replied_id = _int(_get(replied, "message_id"))
         # In a forum topic every message points at the topic's first (service) message: not a reply.
-        if replied_id is not None and "forum_topic_created" not in replied:
-            replied_chat = replied.get("chat")
-            replied_chat_id = _int(replied_chat.get("id")) if isinstance(replied_chat, dict) else None
+        if replied_id is not None and _get(replied, "forum_topic_created") is None:
+            replied_chat = _get(replied, "chat")
+            replied_chat_id = _int(_get(replied_chat, "id")) if isinstance(replied_chat, dict) else None
             return f"{chat_id if replied_chat_id is None else replied_chat_id}:{replied_id}"
-    external = msg.get("external_reply")
+    external = _get(msg, "external_reply")
     if isinstance(external, dict):
         # A reply to a message of another chat: its id is only known when Telegram names that chat.
-        external_id = _int(external.get("message_id"))
-        external_chat = external.get("chat")
-        external_chat_id = _int(external_chat.get("id")) if isinstance(external_chat, dict) else None
+        external_id = _int(_get(external, "message_id"))
+        external_chat = _get(external, "chat")
+        external_chat_id = _int(_get(external_chat, "id")) if isinstance(external_chat, dict) else None
         if external_id is not None and external_chat_id is not None:
             return f"{external_chat_id}:{external_id}"
     return None
@@ -412,11 +426,11 @@ def _reply_to(msg: dict[str, Any], chat_id: int) -> str | None:
 
 def _looks_like_message(value: Any) -> bool:
     """Whether an unknown update field holds a Message (it has the three fields every message has)."""
-    return isinstance(value, dict) and "message_id" in value and "chat" in value and "date" in value
+    return isinstance(value, dict) and all(_get(value, key) is not None for key in ("message_id", "chat", "date"))
 
 
 def _no_update_id(update: dict[str, Any]) -> str:
-    if "update_id" not in update:
+    if _get(update, "update_id") is None:
         return "Telegram update has no update_id: this is not a Bot API update; check what posts to /telegram"
     return (
         f"Telegram update has an update_id that is {_json_type(update['update_id'])}, not an integer: "
@@ -425,7 +439,7 @@ def _no_update_id(update: dict[str, Any]) -> str:
 
 
 def _unknown_kind(update_id: int, update: dict[str, Any]) -> str:
-    keys = [key for key in update if key != "update_id"]
+    keys = [key for key, value in update.items() if key != "update_id" and _present(value) is not None]
     if not keys:
         what = "it has nothing besides update_id"
     else:
@@ -434,6 +448,22 @@ def _unknown_kind(update_id: int, update: dict[str, Any]) -> str:
     return (
         f"Telegram update {update_id} is of no kind chatlake knows ({what}); {_REPLAY} once chatlake learns this kind"
     )
+
+
+_EMPTY_TYPES = (str, list, dict)
+
+
+def _present(value: Any) -> Any:
+    """The value, or None when it is `false`, `null`, `""`, `[]` or `{}`: what a re-serialising client writes for a
+    field it does not have. `0`, `0.0` and `true` are values."""
+    if value is None or value is False or (not value and type(value) in _EMPTY_TYPES):
+        return None
+    return value
+
+
+def _get(obj: dict[str, Any], key: str) -> Any:
+    """obj[key] when it is present (see `_present`), else None: the one way this module reads a field."""
+    return _present(obj.get(key))
 
 
 def _int(value: Any) -> int | None:

@@ -21,6 +21,7 @@ MAX_SECONDS = 253_402_300_799
 _INT64 = 1 << 63
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MISSING = object()
+_EMPTY_TYPES = (str, list, dict)
 # Content types whose object carries a caption (the text a person typed under the media).
 _CAPTION_TYPES = frozenset({"image", "video", "document", "audio", "sticker"})
 # Profile names of one change's `contacts[]`: by wa_id, and by BSUID (`user_id`) for users without a phone number.
@@ -43,6 +44,19 @@ def parse(delivery: dict[str, Any], raw_key: str) -> Parsed:
 
 
 # --- reading values defensively ------------------------------------------------------------------------------------
+
+
+def _present(value: Any) -> Any:
+    """The value, or None when it is `false`, `null`, `""`, `[]` or `{}`: a library that re-serialises a payload may
+    write those for fields it does not have, so they mean exactly what a missing field means (`0` is a value)."""
+    if value is None or value is False or (not value and type(value) in _EMPTY_TYPES):
+        return None
+    return value
+
+
+def _get(obj: Mapping[str, Any], key: str) -> Any:
+    """obj[key] when it is present (see `_present`), else None: how every field below the envelope is read."""
+    return _present(obj.get(key))
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -179,12 +193,12 @@ def _value(value: Any, field: str, e: int, c: int, raw_key: str, out: Parsed) ->
             f"(found {_found(value)}): it gave no rows"
         )
         return
-    metadata = _map(value.get("metadata"))
-    account = _id(metadata.get("phone_number_id"))
+    metadata = _map(_get(value, "metadata"))
+    account = _id(_get(metadata, "phone_number_id"))
     if field == "messages":
         messages = _items(value, "messages", e, c, out)
         if messages:
-            names = _names(value.get("contacts"))
+            names = _names(_get(value, "contacts"))
             for i, msg in enumerate(messages):
                 row = _inbound(msg, names, account, raw_key)
                 _keep(row, "message", e, c, "messages", i, out)
@@ -193,7 +207,7 @@ def _value(value: Any, field: str, e: int, c: int, raw_key: str, out: Parsed) ->
     else:
         echoes = _items(value, "message_echoes", e, c, out)
         if echoes:
-            business = _phone(metadata.get("display_phone_number"))
+            business = _phone(_get(metadata, "display_phone_number"))
             for i, msg in enumerate(echoes):
                 _keep(_echo(msg, business, account, raw_key), "message echo", e, c, "message_echoes", i, out)
     # value.errors[] (and anything else in the value) give no row: the raw delivery keeps them.
@@ -201,7 +215,7 @@ def _value(value: Any, field: str, e: int, c: int, raw_key: str, out: Parsed) ->
 
 def _items(value: Mapping[str, Any], key: str, e: int, c: int, out: Parsed) -> list[Any]:
     """The list under `key` (absent means none); anything else is reported once."""
-    items = value.get(key)
+    items = _get(value, key)
     if items is None or isinstance(items, list):
         return items or []
     out.problems.append(
@@ -234,13 +248,13 @@ def _names(contacts: Any) -> Names:
         return by_wa, by_user
     for contact in contacts:
         contact = _map(contact)
-        name = _text(_map(contact.get("profile")).get("name"))
+        name = _text(_get(_map(_get(contact, "profile")), "name"))
         if name is None:
             continue
-        wa_id = _phone(contact.get("wa_id"))
+        wa_id = _phone(_get(contact, "wa_id"))
         if wa_id is not None:
             by_wa.setdefault(wa_id, name)
-        user_id = _id(contact.get("user_id"))
+        user_id = _id(_get(contact, "user_id"))
         if user_id is not None:
             by_user.setdefault(user_id, name)
     return by_wa, by_user
@@ -250,8 +264,8 @@ def _inbound(msg: Any, names: Names, account: str | None, raw_key: str) -> Messa
     """A message a user sent: the chat and the sender are the user (wa_id, else BSUID)."""
     if not isinstance(msg, dict):
         return f"is {_found(msg)}, not an object"
-    phone = _phone(msg.get("from"))
-    user_id = _id(msg.get("from_user_id"))
+    phone = _phone(_get(msg, "from"))
+    user_id = _id(_get(msg, "from_user_id"))
     name = names[0].get(phone) if phone is not None else None
     if name is None and user_id is not None:
         name = names[1].get(user_id)
@@ -263,8 +277,8 @@ def _echo(msg: Any, business: str | None, account: str | None, raw_key: str) -> 
     """A message the business sent from the WhatsApp Business app: the chat is the customer, the sender the business."""
     if not isinstance(msg, dict):
         return f"is {_found(msg)}, not an object"
-    chat = _phone(msg.get("to")) or _id(msg.get("to_user_id"))
-    sender = business or _phone(msg.get("from"))
+    chat = _phone(_get(msg, "to")) or _id(_get(msg, "to_user_id"))
+    sender = business or _phone(_get(msg, "from"))
     return _row(msg, chat, "'to' or 'to_user_id'", sender, None, sender, "out", account, raw_key)
 
 
@@ -280,16 +294,16 @@ def _row(
     raw_key: str,
 ) -> Message | str:
     """The `messages` row of one message object (inbound or echo), or why there is none."""
-    event_id = message_id = _id(msg.get("id"))
-    at = _millis(msg.get("timestamp"))
-    kind = _text(msg.get("type")) or "unknown"
+    event_id = message_id = _id(_get(msg, "id"))
+    at = _millis(_get(msg, "timestamp"))
+    kind = _text(_get(msg, "type")) or "unknown"
     missing = []
     if event_id is None:
         missing.append("no 'id'")
     if at is None:
-        stamp = msg.get("timestamp", _MISSING)
+        stamp = _get(msg, "timestamp")
         missing.append(
-            "no 'timestamp'" if stamp is _MISSING else f"a 'timestamp' that is not Unix seconds ({_found(stamp)})"
+            "no 'timestamp'" if stamp is None else f"a 'timestamp' that is not Unix seconds ({_found(stamp)})"
         )
     if chat is None:
         missing.append(f"no {chat_keys}")
@@ -297,14 +311,14 @@ def _row(
     content = kind
     edited_at = None
     if kind == "edit" or kind == "revoke":  # a later version of another message: the row is that message's
-        event = _map(msg.get(kind))
-        message_id = _id(event.get("original_message_id"))
+        event = _map(_get(msg, kind))
+        message_id = _id(_get(event, "original_message_id"))
         if message_id is None:
             missing.append(f"no '{kind}.original_message_id'")
         edited_at = at
         if kind == "edit":
-            body = _map(event.get("message"))
-            content = _text(body.get("type")) or kind
+            body = _map(_get(event, "message"))
+            content = _text(_get(body, "type")) or kind
     if missing or message_id is None or at is None or chat is None:
         label = f"(id {_found(event_id)}) " if event_id is not None else ""
         return f"{label}has {' and '.join(missing)}"
@@ -313,7 +327,7 @@ def _row(
     else:
         text, media_id, mime, reply = _content(body, content)
         if reply is None and body is not msg:  # an edit's context may sit on the event instead of the new version
-            reply = _id(_map(msg.get("context")).get("id"))
+            reply = _id(_get(_map(_get(msg, "context")), "id"))
     return Message(
         source=SOURCE,
         message_id=message_id,
@@ -338,22 +352,23 @@ def _row(
 
 def _content(body: Mapping[str, Any], kind: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(text, media id, MIME type, replied-to id) of a message whose content object sits under its type name."""
-    obj = _map(body.get(kind))
-    reply = _id(_map(body.get("context")).get("id"))
+    obj = _map(_get(body, kind))
+    reply = _id(_get(_map(_get(body, "context")), "id"))
     # Any content object with an `id` is media (image, audio, video, document, sticker, and future kinds).
-    media_id = _id(obj.get("id"))
-    mime = _text(obj.get("mime_type"))
+    media_id = _id(_get(obj, "id"))
+    mime = _text(_get(obj, "mime_type"))
     if kind == "text" or kind == "system":
-        text = _text(obj.get("body"))
+        text = _text(_get(obj, "body"))
     elif kind in _CAPTION_TYPES:
-        text = _text(obj.get("caption"))  # never the file name
+        text = _text(_get(obj, "caption"))  # never the file name
     elif kind == "interactive":
-        text = _text(_map(obj.get("button_reply")).get("title")) or _text(_map(obj.get("list_reply")).get("title"))
+        text = _text(_get(_map(_get(obj, "button_reply")), "title"))
+        text = text or _text(_get(_map(_get(obj, "list_reply")), "title"))
     elif kind == "button" or kind == "order":
-        text = _text(obj.get("text"))  # a button's label, never its payload
+        text = _text(_get(obj, "text"))  # a button's label, never its payload
     elif kind == "reaction":
-        text = _text(obj.get("emoji"))  # a removed reaction has none: null
-        reply = _id(obj.get("message_id")) or reply
+        text = _text(_get(obj, "emoji"))  # a removed reaction has none: null
+        reply = _id(_get(obj, "message_id")) or reply
     else:  # location, contacts, unsupported, future kinds: nothing a person typed
         text = None
     return text, media_id, mime, reply
@@ -366,23 +381,23 @@ def _status(item: Any, account: str | None, raw_key: str) -> Status | str:
     """One delivery status of a message the business sent, or why there is none."""
     if not isinstance(item, dict):
         return f"is {_found(item)}, not an object"
-    message_id = _id(item.get("id"))
-    status = _text(item.get("status"))
-    at = _millis(item.get("timestamp"))
+    message_id = _id(_get(item, "id"))
+    status = _text(_get(item, "status"))
+    at = _millis(_get(item, "timestamp"))
     if message_id is None or status is None or at is None:
         missing = [f"'{key}'" for key, ok in (("id", message_id), ("status", status), ("timestamp", at)) if ok is None]
         return f"has no usable {' or '.join(missing)}"
-    errors = item.get("errors")
+    errors = _get(item, "errors")
     error = _map(errors[0]) if isinstance(errors, list) and errors else _EMPTY
     return Status(
         message_id=message_id,
         status=status,
         status_at=at,
         raw_key=raw_key,
-        recipient_id=_phone(item.get("recipient_id")) or _id(item.get("recipient_user_id")),
-        error_code=_code(error.get("code")),
-        error_title=_text(error.get("title")) or _text(error.get("message")),
-        pricing_category=_text(_map(item.get("pricing")).get("category")),
+        recipient_id=_phone(_get(item, "recipient_id")) or _id(_get(item, "recipient_user_id")),
+        error_code=_code(_get(error, "code")),
+        error_title=_text(_get(error, "title")) or _text(_get(error, "message")),
+        pricing_category=_text(_get(_map(_get(item, "pricing")), "category")),
         account_id=account,
     )
 

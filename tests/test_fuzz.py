@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import telegram as ptb
 from chalice.test import Client
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -284,6 +286,119 @@ def test_etl_parse_delivery_takes_any_bytes(source: str) -> None:
 
     run()
     report(f"etl.parse_delivery({source}), arbitrary bytes", cases, "never raised; unreadable -> one reject reason")
+
+
+# --- empty values mean absent fields: what client libraries that re-serialise payloads write ----------------------
+
+EMPTIES: tuple[Any, ...] = (False, None, "", [], {})
+
+
+def _ptb_fields(cls: type, renamed: dict[str, str] | None = None) -> list[str]:
+    """The Bot API field names of a python-telegram-bot class, from its __init__ (the library, not a hand list)."""
+    names = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "api_kwargs")]
+    return sorted((renamed or {}).get(n, n) for n in names)
+
+
+TG_FIELDS = {
+    "update": [f for f in _ptb_fields(ptb.Update) if f != "update_id"],
+    "message": _ptb_fields(ptb.Message, {"from_user": "from"}),
+    "chat": _ptb_fields(ptb.Chat),
+    "user": _ptb_fields(ptb.User),
+}
+
+
+def _telegram_targets(update: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(object, which field list) of the update, its messages and their chat, sender and replied-to message."""
+    out: list[tuple[dict[str, Any], str]] = [(update, "update")]
+    for value in update.values():
+        if not (isinstance(value, dict) and "message_id" in value):
+            continue
+        out.append((value, "message"))
+        for key, kind in (("chat", "chat"), ("sender_chat", "chat"), ("from", "user"), ("reply_to_message", "message")):
+            if isinstance(value.get(key), dict):
+                out.append((value[key], kind))
+    return out
+
+
+WA_LEVELS = ("value", "metadata", "contact", "profile", "message", "context", "content", "status", "pricing")
+
+
+def _whatsapp_targets(delivery: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(object, level) of each change value, its metadata, contacts, messages, echoes and statuses."""
+    out: list[tuple[dict[str, Any], str]] = []
+    for entry in delivery.get("entry") or []:
+        for change in entry.get("changes") or [] if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                continue
+            out.append((value, "value"))
+            if isinstance(value.get("metadata"), dict):
+                out.append((value["metadata"], "metadata"))
+            for contact in value.get("contacts") or []:
+                out.append((contact, "contact"))
+                if isinstance(contact.get("profile"), dict):
+                    out.append((contact["profile"], "profile"))
+            for msg in (value.get("messages") or []) + (value.get("message_echoes") or []):
+                out.append((msg, "message"))
+                for key in ("context", msg.get("type")):
+                    if isinstance(key, str) and isinstance(msg.get(key), dict):
+                        out.append((msg[key], "context" if key == "context" else "content"))
+            for status in value.get("statuses") or []:
+                out.append((status, "status"))
+                if isinstance(status.get("pricing"), dict):
+                    out.append((status["pricing"], "pricing"))
+    return out
+
+
+def _whatsapp_fields() -> dict[str, list[str]]:
+    """Every key the WhatsApp corpus has at each level (there is no client library to take them from), plus the
+    content types, which any message may carry as a field."""
+    fields: dict[str, set[str]] = {level: set() for level in WA_LEVELS}
+    for _, doc in CORPUS_BY_SOURCE["whatsapp"]:
+        for obj, level in _whatsapp_targets(doc):
+            fields[level] |= set(obj)
+            if level == "message" and isinstance(obj.get("type"), str):
+                fields["message"].add(obj["type"])
+    fields["content"] |= fields["context"]
+    return {level: sorted(names) for level, names in fields.items()}
+
+
+WA_FIELDS = _whatsapp_fields()
+TARGETS = {"telegram": (_telegram_targets, TG_FIELDS), "whatsapp": (_whatsapp_targets, WA_FIELDS)}
+
+
+@pytest.mark.parametrize("source", list(PARSERS))
+def test_an_absent_field_given_an_empty_value_changes_nothing(source: str) -> None:
+    """`false`, `null`, `""`, `[]` or `{}` under any field a payload lacks (Telegram: the Bot API fields of Update,
+    Message, Chat and User as python-telegram-bot lists them; WhatsApp: the corpus's fields at each level) gives
+    the same rows and the same reject sentences: client libraries write such values for fields they do not have."""
+    cases = 0
+    added: dict[str, int] = {}
+    find, fields = TARGETS[source]
+    corpus = [(path, doc) for path, doc in CORPUS_BY_SOURCE[source] if find(copy.deepcopy(doc))]  # some object to fill
+
+    @fuzz_settings(300)
+    @given(st.integers(0, len(corpus) - 1), st.data())
+    def run(which: int, data: st.DataObject) -> None:
+        nonlocal cases
+        cases += 1
+        original = corpus[which][1]
+        doc = copy.deepcopy(original)
+        targets = find(doc)
+        key = KEY.format(source)
+        for _ in range(data.draw(st.integers(1, 6), label="fields")):
+            obj, level = targets[data.draw(st.integers(0, len(targets) - 1), label="object")]
+            absent = [f for f in fields[level] if f not in obj]
+            if absent:
+                name = data.draw(st.sampled_from(absent), label=f"{level} field")
+                obj[name] = data.draw(st.sampled_from(EMPTIES), label="empty value")
+                added[level] = added.get(level, 0) + 1
+        assert PARSERS[source](doc, key) == PARSERS[source](original, key)
+
+    run()
+    assert len(added) >= 4  # fields were added at several levels, not only the top one
+    report(f"{source}.parse, absent fields given empty values", cases,
+           f"{sum(added.values())} fields added ({', '.join(sorted(added))}); rows and rejects unchanged")
 
 
 # --- the routes -------------------------------------------------------------------------------------------------------

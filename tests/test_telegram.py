@@ -613,7 +613,7 @@ def test_several_defects_of_one_message_are_one_sentence():
 
 @pytest.mark.parametrize(
     ("update_id", "words"),
-    [("12", "a string"), (True, "a boolean"), (1.5, "a number"), (None, "null"), ({"id": 1}, "an object")],
+    [("12", "a string"), (True, "a boolean"), (1.5, "a number"), ({"id": 1}, "an object")],
 )
 def test_update_id_that_is_not_an_integer(update_id, words):
     problem = one_problem({"update_id": update_id, "message": minimal()})
@@ -623,11 +623,25 @@ def test_update_id_that_is_not_an_integer(update_id, words):
     )
 
 
-@pytest.mark.parametrize(("value", "words"), [([], "an array"), ("hi", "a string"), (None, "null"), (3, "a number")])
+@pytest.mark.parametrize("update_id", [None, False, "", [], {}])
+def test_an_empty_update_id_is_a_missing_one(update_id):
+    assert one_problem({"update_id": update_id, "message": minimal()}) == one_problem({"message": minimal()})
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [([1], "an array"), ("hi", "a string"), (True, "a boolean"), (3, "a number")]
+)
 def test_message_that_is_not_an_object(value, words):
     assert one_problem({"update_id": 3, "edited_message": value}).startswith(
         f"Telegram update 3: its edited_message is {words}, not a message object, so it gives no row"
     )
+
+
+@pytest.mark.parametrize("value", [None, False, "", [], {}])
+def test_an_empty_update_field_is_an_absent_one(value):
+    """Beside a message it changes nothing (no reject for a harmless null); alone, the update has no kind."""
+    assert parse({"update_id": 3, "message": minimal(), "edited_message": value}, KEY) == parse(update(minimal()), KEY)
+    assert "it has nothing besides update_id" in one_problem({"update_id": 3, "edited_message": value})
 
 
 def test_update_with_only_update_id_or_many_unknown_fields():
@@ -684,6 +698,25 @@ def test_null_fields_are_absent():
     msg |= {"text": None, "poll": None, "dice": {"emoji": "🎲", "value": 2}}
     got = one(msg)
     assert (got.message_type, got.text) == ("dice", None)
+
+
+def test_false_and_empty_fields_are_absent_as_python_telegram_bot_writes_them():
+    """`Update.to_json()` writes every optional service flag as false: the message is still text."""
+    flags = {"group_chat_created": False, "delete_chat_photo": False, "supergroup_chat_created": False,
+             "channel_chat_created": False, "new_chat_members": [], "new_chat_title": "", "pinned_message": {}}
+    assert one(minimal(**flags)) == one(minimal())
+    assert one(minimal(text=None, **(flags | {"delete_chat_photo": True}))).message_type == "service"
+    # an empty sender_chat does not hide `from`; an empty flag in the replied message is no forum topic root
+    assert one(minimal(sender_chat={})).sender_id == "42"
+    replied = {"message_id": 3, "forum_topic_created": False}
+    assert one(minimal(reply_to_message=replied)).reply_to_message_id == "42:3"
+
+
+def test_zero_is_a_value_not_an_empty_field():
+    got = one(minimal(text=None, dice={"emoji": "🎲", "value": 0}, chat={"id": 0, "type": "private"}))
+    assert (got.message_type, got.chat_id, got.message_id) == ("dice", "0", "0:7")
+    assert one(minimal(text=None, migrate_to_chat_id=0)).message_type == "service"
+    assert one(minimal(message_id=0)).message_id == "42:0"
 
 
 def test_lone_surrogates_become_replacement_characters_so_parquet_can_hold_them():
@@ -757,3 +790,14 @@ def test_parse_never_raises_on_mutated_corpus_payloads():
             runs += 1
         _check(parse(payload, KEY))
     assert runs > 15_000
+
+
+def test_the_message_type_does_not_depend_on_key_order():
+    """python-telegram-bot writes keys in its own order; found by its round trip: an edit carrying `voice` and
+    `text` was `voice` as sent and `text` re-serialised. Media beats text, text beats a service field."""
+    voice = {"file_id": "v", "mime_type": "audio/ogg"}
+    for fields in ({"voice": voice, "text": "t"}, {"text": "t", "voice": voice}):
+        got = one(minimal(text=None) | fields)
+        assert (got.message_type, got.media_id, got.text) == ("voice", "v", "t")
+    for fields in ({"new_chat_title": "T", "text": "t"}, {"text": "t", "new_chat_title": "T"}):
+        assert one(minimal(text=None) | fields).message_type == "text"
