@@ -72,13 +72,16 @@ def yesterday(now: datetime | None = None) -> date:
 
 def decode(body: bytes) -> Any:
     """JSON from bytes: orjson for speed, the standard library for what orjson refuses but JSON allows
-    (lone surrogate escapes, NaN, huge integers), so nothing the webhook accepted is rejected here."""
+    (lone surrogate escapes, NaN, huge integers), so nothing the webhook accepted is rejected here. An integer
+    past Python's int-string limit stays its digit string, as the webhook reads it."""
     import orjson
+
+    from .webhook import json_int
 
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), parse_int=json_int)
 
 
 def parse_delivery(source: str, raw_key: str, body: bytes) -> Parsed:

@@ -78,6 +78,15 @@ def whatsapp_signature(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def json_int(digits: str) -> int | str:
+    """A JSON integer as an int, or as its digit string past Python's int-string limit (4300 digits): valid JSON
+    must stay readable, and the limit guards against quadratic conversions, so it stays in place."""
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
 def unreadable_reason(body: bytes) -> str | None:
     """Why the body is not a JSON object, or None when it is."""
     if not body:
@@ -93,7 +102,7 @@ def unreadable_reason(body: bytes) -> str | None:
     except UnicodeDecodeError as e:
         return f"body is not UTF-8 ({e.reason} at byte {e.start})"
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=json_int)
     except ValueError as e:
         return f"body is not JSON ({e})"
     except RecursionError:
