@@ -1,4 +1,5 @@
-"""The local stack behind `make run`: `.env` with random secrets, `chalice local`, and a first-delivery hint."""
+"""The local stack behind `make run`: `.env` with random secrets, chalice's local server (`localserver.py`), the
+daily ETL, and a first-delivery hint."""
 
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ def serve(host: str, port: int, stage: str = "local") -> int:
           "(now: python -m chalicelib etl --date YYYY-MM-DD).")
     print("Ctrl-C stops everything.", flush=True)
 
-    chalice = Path(sys.executable).with_name("chalice")
-    cmd = [str(chalice), "--project-dir", str(PROJECT_DIR), "local", "--stage", stage,
-           "--host", host, "--port", str(port), "--no-autoreload"]
+    # chalice's local server classes with a chunk-aware, bounded body reader (chalicelib/localserver.py): the
+    # `chalice local` CLI reads only Content-Length bytes, and would lose a chunked delivery from a tunnel.
+    cmd = [sys.executable, "-m", "chalicelib.localserver", "--stage", stage, "--host", host, "--port", str(port)]
     server = subprocess.Popen(cmd)
     signal.signal(signal.SIGTERM, _interrupt)
     stopping = threading.Event()
