@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import lake, synthetic
+from chalicelib import lake, localstack, synthetic
 from chalicelib.demo import healthy
 from chalicelib.localstack import stop
 from chalicelib.webhook import MAX_BODY_BYTES, whatsapp_signature
@@ -235,3 +237,26 @@ def test_the_access_log_shows_no_query_value(server: Server):
     assert token not in printed and challenge not in printed
     for secret in SECRETS.values():
         assert secret not in printed
+
+
+@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("curl") and shutil.which("bash")),
+                    reason="the printed commands need bash, openssl and curl")
+def test_the_printed_hint_signs_with_the_secret_in_dotenv_and_the_server_accepts_it(server: Server, tmp_path: Path):
+    """The hint is a shell script: run as printed, in a folder whose .env holds the secrets (not the
+    environment), both deliveries are accepted. It holds no secret and no valid signature itself."""
+    hint = localstack.first_delivery_hint(f"http://127.0.0.1:{server.port}")
+    for secret in SECRETS.values():
+        assert secret not in hint
+    assert not re.search(r"sha256=[0-9a-fA-F]{64}", hint)  # a command that computes it, not a signature
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in SECRETS.items()))
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    out = subprocess.run(["bash", "-c", hint], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    replies = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    assert [r["ok"] for r in replies] == [True, True], replies
+    assert replies[0]["key"].startswith("raw/source=whatsapp/") and replies[1]["key"].startswith("raw/source=telegram/")
+    assert all((server.lake_dir / r["key"]).is_file() for r in replies)
+    # with a wrong secret in .env, the same command is refused: the signature really comes from .env
+    (tmp_path / ".env").write_text("WHATSAPP_APP_SECRET=not-the-secret\nTELEGRAM_SECRET_TOKEN=nope\n")
+    out = subprocess.run(["bash", "-c", hint], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert [json.loads(line)["ok"] for line in out.stdout.splitlines() if line.strip()] == [False, False]
