@@ -81,7 +81,13 @@ def decode(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(body.decode("utf-8"), parse_int=json_int)
+        text = body.decode("utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # only the int-string limit raises a plain ValueError: read again, keeping the digits
+        return json.loads(text, parse_int=json_int)
 
 
 def parse_delivery(source: str, raw_key: str, body: bytes) -> Parsed:
