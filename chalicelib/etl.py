@@ -95,13 +95,22 @@ def yesterday(now: datetime | None = None) -> date:
 
 def decode(body: bytes) -> Any:
     """JSON from bytes: orjson for speed, the standard library for what orjson refuses but JSON allows
-    (lone surrogate escapes, NaN, huge integers), so nothing the webhook accepted is rejected here."""
+    (lone surrogate escapes, NaN, huge integers), so nothing the webhook accepted is rejected here. An integer
+    past Python's int-string limit stays its digit string, as the webhook reads it."""
     import orjson
+
+    from .webhook import json_int
 
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # only the int-string limit raises a plain ValueError: read again, keeping the digits
+        return json.loads(text, parse_int=json_int)
 
 
 def parse_delivery(source: str, raw_key: str, body: bytes) -> Parsed:

@@ -1,4 +1,5 @@
-"""The local stack behind `make run`: `.env` with random secrets, `chalice local`, and a first-delivery hint."""
+"""The local stack behind `make run`: `.env` with random secrets, chalice's local server (`localserver.py`), the
+daily ETL, and a first-delivery hint."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 from . import runtime, synthetic
 from . import settings as settings_module
 from .settings import ConfigError
-from .webhook import whatsapp_signature
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 GENERATED_SECRETS = ("TELEGRAM_SECRET_TOKEN", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_APP_SECRET")
@@ -36,19 +36,22 @@ def ensure_dotenv(path: Path) -> list[str]:
     return missing
 
 
-def first_delivery_hint(base_url: str, settings: settings_module.Settings) -> str:
+def first_delivery_hint(base_url: str) -> str:
+    """A shell script (prose as comments) that posts one delivery per platform. It prints no secret and no valid
+    signature: the commands read the secrets from the environment or `.env` when they run, as `serve` does."""
     samples = synthetic.samples(int(time.time()))
-    wa_body = samples["whatsapp"].decode()
-    sig = whatsapp_signature(settings.require("WHATSAPP_APP_SECRET"), samples["whatsapp"])
+    secret = lambda name: f"${{{name}:-$(sed -n 's/^{name}=//p' .env)}}"  # noqa: E731
     return "\n".join([
-        "Post a signed WhatsApp delivery (the signature is computed for this exact body):",
-        f"  curl -sS {base_url}/whatsapp -H 'Content-Type: application/json' \\",
-        f"    -H 'X-Hub-Signature-256: {sig}' \\",
-        f"    --data-binary {shlex.quote(wa_body)}",
-        "Post a Telegram delivery (the secret token is read from .env, not printed):",
-        f"  curl -sS {base_url}/telegram -H 'Content-Type: application/json' \\",
-        "    -H \"X-Telegram-Bot-Api-Secret-Token: $(sed -n 's/^TELEGRAM_SECRET_TOKEN=//p' .env)\" \\",
-        f"    --data-binary {shlex.quote(samples['telegram'].decode())}",
+        "# Post a signed WhatsApp delivery (the signature is computed from the secret in .env as it runs):",
+        f"body={shlex.quote(samples['whatsapp'].decode())}",
+        f"curl -sS {base_url}/whatsapp -H 'Content-Type: application/json' \\",
+        "  -H \"X-Hub-Signature-256: sha256=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac "
+        f"\"{secret('WHATSAPP_APP_SECRET')}\" | sed 's/^.* //')\" \\",
+        "  --data-binary \"$body\"; echo",
+        "# Post a Telegram delivery (the secret token is read from .env, not printed):",
+        f"curl -sS {base_url}/telegram -H 'Content-Type: application/json' \\",
+        f"  -H \"X-Telegram-Bot-Api-Secret-Token: {secret('TELEGRAM_SECRET_TOKEN')}\" \\",
+        f"  --data-binary {shlex.quote(samples['telegram'].decode())}; echo",
     ])
 
 
@@ -70,15 +73,15 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     print(f"  health:    GET  {base_url}/health")
     print(f"  telegram:  POST {base_url}/telegram")
     print(f"  whatsapp:  GET/POST {base_url}/whatsapp")
-    print(first_delivery_hint(base_url, settings))
+    print(first_delivery_hint(base_url))
     hour, minute = runtime.DAILY_ETL_AT
     print(f"The daily ETL runs at {hour:02d}:{minute:02d} UTC for the day before "
           "(now: python -m chalicelib etl --date YYYY-MM-DD).")
     print("Ctrl-C stops everything.", flush=True)
 
-    chalice = Path(sys.executable).with_name("chalice")
-    cmd = [str(chalice), "--project-dir", str(PROJECT_DIR), "local", "--stage", stage,
-           "--host", host, "--port", str(port), "--no-autoreload"]
+    # chalice's local server classes with a chunk-aware, bounded body reader (chalicelib/localserver.py): the
+    # `chalice local` CLI reads only Content-Length bytes, and would lose a chunked delivery from a tunnel.
+    cmd = [sys.executable, "-m", "chalicelib.localserver", "--stage", stage, "--host", host, "--port", str(port)]
     server = subprocess.Popen(cmd)
     signal.signal(signal.SIGTERM, _interrupt)
     stopping = threading.Event()
