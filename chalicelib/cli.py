@@ -14,6 +14,7 @@ from . import runtime
 from .settings import ConfigError
 from .sql import QueryError
 from .storage import StorageError
+from .ui import safe_text
 
 
 class UsageError(Exception):
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         parser.error(str(e))  # exits 2
     except (ConfigError, StorageError, QueryError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {safe_text(str(e))}", file=sys.stderr)  # an engine's message can quote chat text
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
