@@ -14,17 +14,46 @@ from . import runtime
 from .settings import ConfigError
 from .sql import QueryError
 from .storage import StorageError
+from .ui import safe_text
 
 
 class UsageError(Exception):
     """Bad arguments the parser could not catch; exit code 2."""
 
 
+#: The earliest day the ETL accepts. Deliveries are stamped in Unix time, so a lake holds nothing older, and the
+#: days the ETL looks back from it stay within the dates Python can represent (year 1 would overflow).
+EARLIEST_DAY = date(1970, 1, 1)
+#: The most days `status` and `report` look back: ten years, beyond any retention, and a first day that exists.
+MAX_DAYS = 3660
+
+
 def parse_day(text: str) -> date:
+    """An ETL day (`--date`, `--start`, `--end`): a date that has begun (UTC), from EARLIEST_DAY on. A day out of
+    range is bad usage (exit 2) here rather than an OverflowError, or an empty run that looks like a success."""
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+    today = datetime.now(UTC).date()
+    if day > today:
+        raise argparse.ArgumentTypeError(f"{day} is in the future; nothing can have been received on it yet "
+                                         f"(today is {today}, UTC)")
+    if day < EARLIEST_DAY:
+        raise argparse.ArgumentTypeError(f"{day} is before {EARLIEST_DAY}; a lake holds nothing older")
+    return day
+
+
+def days_back(text: str) -> int:
+    """`--days` of `status` and `report`: 1 to MAX_DAYS, checked while parsing so that a huge value is bad usage
+    (exit 2) and not an OverflowError from the date arithmetic."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{days} is out of range: use 1 to {MAX_DAYS} (ten years)")
+    return days
 
 
 def cmd_etl(args: argparse.Namespace) -> int:
@@ -148,8 +177,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from . import report, sql
 
-    if args.days < 1:
-        raise UsageError("--days must be at least 1")
     settings = runtime.settings()
     engine = sql.make_engine(args.engine, settings)
     where = f"Athena database {settings.athena_database}" if args.engine == "athena" else settings.datalake_url
@@ -188,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backfill)
 
     p = verbs.add_parser("status", help="per day: raw deliveries, quarantined, rows, rejects, and days behind")
-    p.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    p.add_argument("--days", type=days_back, default=7, help="how many days back, today included (default 7)")
     p.set_defaults(func=cmd_status)
 
     p = verbs.add_parser("set-telegram-webhook", help="register the webhook with Telegram (setWebhook with the "
@@ -216,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_setup_athena)
 
     p = verbs.add_parser("report", help="write one self-contained HTML file with charts of the chat traffic")
-    p.add_argument("--days", type=int, default=30, help="how many days back, today included (default 30)")
+    p.add_argument("--days", type=days_back, default=30, help="how many days back, today included (default 30)")
     p.add_argument("--out", default="report.html", help="the file to write (default report.html)")
     p.add_argument("--engine", choices=["duckdb", "athena"], default="duckdb",
                    help="DuckDB over the lake (default) or Athena")
@@ -242,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         parser.error(str(e))  # exits 2
     except (ConfigError, StorageError, QueryError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {safe_text(str(e))}", file=sys.stderr)  # an engine's message can quote chat text
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

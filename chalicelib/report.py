@@ -49,6 +49,12 @@ def _table(rows: list[dict[str, Any]], columns: list[str], limit: int = 20) -> s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _total(rows: list[dict[str, Any]], column: str) -> int:
+    """The sum of a count column. A NULL count is a count of nothing: an engine may give NULL where nothing
+    qualified (DuckDB's count_if over only NULL conditions), and the report must still come out."""
+    return sum(int(r[column] or 0) for r in rows)
+
+
 def _minutes(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds / 60:.1f} min"
 
@@ -73,19 +79,17 @@ def sections(run: Run, describe: Callable[[str], str]) -> list[Section]:
     out.append(Section("Message types", describe("message_types"), charts.horizontal_bars(top, "Message types")))
 
     waits = run("first_response_time")
-    inbound = sum(int(r["inbound"]) for r in waits)
-    answered = sum(int(r["answered"]) for r in waits)
-    within_5 = sum(int(r["within_5_min"]) for r in waits)
-    within_60 = sum(int(r["within_1_hour"]) for r in waits)
+    inbound, answered = _total(waits, "inbound"), _total(waits, "answered")
+    within_5, within_60 = _total(waits, "within_5_min"), _total(waits, "within_1_hour")
     buckets = [("within 5 min", within_5), ("5 to 60 min", within_60 - within_5), ("over 1 hour", answered - within_60),
                ("not answered", inbound - answered)]
-    weighted = sum(float(r["avg_wait_seconds"] or 0) * int(r["answered"]) for r in waits)
+    weighted = sum(float(r["avg_wait_seconds"] or 0) * int(r["answered"] or 0) for r in waits)
     average = _minutes(weighted / answered if answered else None)
     out.append(Section(f"First-response time on WhatsApp (average {average})", describe("first_response_time"),
                        charts.horizontal_bars(buckets if inbound else [], "First-response time", unit=" messages")))
 
     funnel = run("delivery_funnel")
-    stages = [(stage, sum(int(r[stage]) for r in funnel)) for stage in ("sent", "delivered", "read", "failed")]
+    stages = [(stage, _total(funnel, stage)) for stage in ("sent", "delivered", "read", "failed")]
     out.append(Section("WhatsApp delivery funnel", describe("delivery_funnel"),
                        charts.horizontal_bars(stages if funnel else [], "Delivery funnel", unit=" messages")))
 
@@ -141,8 +145,5 @@ def build(engine: sql.DuckDBEngine | sql.AthenaEngine, days: int, today: date | 
         return files[name].description
 
     per_day = run("messages_per_day")
-    totals = {"messages": sum(int(r["messages"]) for r in per_day),
-              "inbound": sum(int(r["inbound"]) for r in per_day),
-              "outbound": sum(int(r["outbound"]) for r in per_day),
-              "edits": sum(int(r["edits"]) for r in per_day)}
+    totals = {k: _total(per_day, k) for k in ("messages", "inbound", "outbound", "edits")}
     return render(sections(run, describe), first_day, last_day, source, totals)

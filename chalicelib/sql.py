@@ -305,9 +305,28 @@ def json_value(value: Any) -> Any:
     return str(value)  # time, UUID, ...
 
 
+#: A text cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP, "CSV
+#: Injection"): a chat message "=HYPERLINK(...)" would run in the spreadsheet of whoever opens the export.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A sign followed by digits and separators only calls nothing: Telegram group ids (-1001234567, -1001234567:9)
+#: and phone numbers stay exact.
+_SIGNED_NUMBER = re.compile(r"[+-][0-9.,: ]*")
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell for CSV: `'` before one a spreadsheet would read as a formula (OWASP's advice), so chat content
+    opened in Excel is shown, never run. The exact text is in `--format json`."""
+    if text.startswith(FORMULA_START) and not _SIGNED_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_value(value: Any) -> str:
+    """One CSV cell: numbers and timestamps exactly, text safe to open in a spreadsheet (`spreadsheet_text`)."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return spreadsheet_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime | date):

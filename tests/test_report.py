@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chalicelib import charts, cli, etl, sql, synthetic
+from chalicelib import charts, cli, etl, report, sql, synthetic
 from chalicelib.storage import FolderStorage
 
 TODAY = datetime.now(UTC).date()
@@ -112,3 +112,26 @@ def test_the_report_renders_in_headless_chromium(report_html, tmp_path):
         assert tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5)) in present
     white = sum(n for n, rgb in colors if rgb == (255, 255, 255))
     assert white < 0.9 * image.size[0] * image.size[1]
+
+
+def test_a_period_where_no_whatsapp_message_was_answered(tmp_path):
+    """The report on DuckDB over unanswered messages only: it used to stop with a TypeError (int(None))."""
+    from tests.test_sql import DAYS, unanswered_lake
+
+    engine = sql.DuckDBEngine(sql.connect_duckdb(), unanswered_lake(tmp_path / "lake"))
+    html = report.build(engine, 3, today=DAYS[0] + timedelta(days=1))
+    assert "First-response time on WhatsApp (average —)" in html
+    assert re.search(r">not answered</text>.*?>2 messages</text>", html)
+    assert re.search(r">within 5 min</text>.*?>0 messages</text>", html)
+
+
+def test_report_sections_take_a_null_count_as_zero():
+    """Athena or a hand-edited pack file may give NULL for a count of nothing: still a report, never a crash."""
+    rows = {"first_response_time": [{"day": "2026-11-23", "inbound": 3, "answered": None, "avg_wait_seconds": None,
+                                      "within_5_min": None, "within_1_hour": None}],
+            "delivery_funnel": [{"day": "2026-11-23", "sent": 2, "delivered": None, "read": None, "failed": None}],
+            "messages_per_day": [{"day": "2026-11-23", "source": "whatsapp", "messages": None}]}
+    out = report.sections(lambda name: rows.get(name, []), lambda name: name)
+    waits = next(s for s in out if s.title.startswith("First-response"))
+    assert "(average —)" in waits.title and ">3 messages</text>" in waits.body
+    assert ">delivered</text>" in next(s for s in out if s.title == "WhatsApp delivery funnel").body

@@ -313,6 +313,40 @@ def test_first_response_counts_the_reply_at_exactly_five_minutes(engine):
     assert day["within_5_min"] >= 1
 
 
+def unanswered_lake(root: Path) -> FolderStorage:
+    """WhatsApp messages nobody answered, on DAYS[0]: every conditional count in the pack has only NULL waits."""
+    storage = FolderStorage(root)
+    contacts = [{"profile": {"name": "Ana"}, "wa_id": CONTACT}]
+    for n, hh in enumerate((9, 11)):
+        inbound = {"from": CONTACT, "id": f"wamid.ALONE{n}", "timestamp": str(at(DAYS[0], hh)), "type": "text",
+                   "text": {"body": "anyone there?"}}
+        body = wa({"contacts": contacts, "messages": [inbound]})
+        storage.put(layout.raw_key("whatsapp", DAYS[0], body), body)
+    assert etl.run_day(storage, DAYS[0]).messages == 2
+    return storage
+
+
+def test_counts_are_zero_when_no_message_was_answered(tmp_path, monkeypatch, capsys):
+    """count_if over only NULLs is NULL on DuckDB (0 on Athena): the pack must say 0 on both."""
+    storage = unanswered_lake(tmp_path / "lake")
+    engine = sql.DuckDBEngine(sql.connect_duckdb(), storage)
+    assert records(engine.run(sql.resolve_sql("first_response_time"))) == [
+        {"day": str(DAYS[0]), "inbound": 2, "answered": 0, "avg_wait_seconds": None, "within_5_min": 0,
+         "within_1_hour": 0, "longest_wait_seconds": None}]
+    monkeypatch.setenv("DATALAKE_URL", str(storage.root))
+    assert cli.main(["query", "first_response_time", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"{DAYS[0]},2,0,,0,0,"
+
+
+def test_every_conditional_count_in_the_pack_defaults_to_zero():
+    """The pattern, not just the one query: a count_if not wrapped in coalesce(..., 0) is NULL on DuckDB for a
+    group where its condition is NULL throughout."""
+    for f in sql.analytics():
+        for node in sqlglot.parse_one(f.statement, read="athena").find_all(exp.CountIf):
+            parent = node.parent
+            assert isinstance(parent, exp.Coalesce) and parent.expressions[0].sql() == "0", (f.name, node.sql())
+
+
 # --- the views --------------------------------------------------------------------------------------------------
 
 

@@ -15,10 +15,10 @@ stages AS (
     SELECT
         day,
         count(*) AS messages,
-        count_if(status IN ('sent', 'delivered', 'read', 'played')) AS sent,
-        count_if(status IN ('delivered', 'read', 'played')) AS delivered,
-        count_if(status IN ('read', 'played')) AS read,
-        count_if(status = 'failed') AS failed
+        coalesce(count_if(status IN ('sent', 'delivered', 'read', 'played')), 0) AS sent,
+        coalesce(count_if(status IN ('delivered', 'read', 'played')), 0) AS delivered,
+        coalesce(count_if(status IN ('read', 'played')), 0) AS read,
+        coalesce(count_if(status = 'failed'), 0) AS failed
     FROM furthest
     GROUP BY day
 )

@@ -38,8 +38,8 @@ SELECT
     count(*) AS inbound,
     count(wait_seconds) AS answered,
     round(avg(wait_seconds), 1) AS avg_wait_seconds,
-    count_if(wait_seconds <= 300) AS within_5_min,
-    count_if(wait_seconds <= 3600) AS within_1_hour,
+    coalesce(count_if(wait_seconds <= 300), 0) AS within_5_min,
+    coalesce(count_if(wait_seconds <= 3600), 0) AS within_1_hour,
     max(wait_seconds) AS longest_wait_seconds
 FROM answered
 GROUP BY dt

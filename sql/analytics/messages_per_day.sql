@@ -3,10 +3,10 @@
 SELECT
     dt AS day,
     source,
-    count_if(NOT is_edit) AS messages,
-    count_if(NOT is_edit AND direction = 'in') AS inbound,
-    count_if(NOT is_edit AND direction = 'out') AS outbound,
-    count_if(is_edit) AS edits
+    coalesce(count_if(NOT is_edit), 0) AS messages,
+    coalesce(count_if(NOT is_edit AND direction = 'in'), 0) AS inbound,
+    coalesce(count_if(NOT is_edit AND direction = 'out'), 0) AS outbound,
+    coalesce(count_if(is_edit), 0) AS edits
 FROM messages
 GROUP BY dt, source
 ORDER BY day, source
