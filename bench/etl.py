@@ -56,8 +56,8 @@ def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def make_lake(root: Path, n: int) -> None:
-    from chalicelib import synthetic
     from chalicelib.storage import FolderStorage
+    from chatlake.local import synthetic
 
     stored = synthetic.store(FolderStorage(root), synthetic.deliveries(n, seed=42, day=DAY))
     print(f"  {n:,} deliveries generated ({stored:,} distinct raw files) in {root}", flush=True)
@@ -73,7 +73,7 @@ def run(rounds: int = 3) -> bool:
         make_lake(big, 100_000)
 
         def ours(root: Path) -> tuple[float, int]:
-            return measured([py, "-m", "chalicelib", "etl", "--date", str(DAY)], {**env, "DATALAKE_URL": str(root)})
+            return measured([py, "-m", "chatlake", "etl", "--date", str(DAY)], {**env, "DATALAKE_URL": str(root)})
 
         results: dict[str, list[tuple[float, int]]] = {k: [] for k in ("ours10k", "duck10k", "ours100k", "floor100k")}
         for _ in range(rounds):  # interleaved, so drift on the machine hits all of them alike

@@ -1,6 +1,6 @@
 """`query` on DuckDB over a lake of 1M message rows (30 days): our CLI against DuckDB running the same SQL.
 
-Ours: `python -m chalicelib query sql/analytics/<q>.sql --format csv`, a whole process (settings, lake views,
+Ours: `chatlake query sql/analytics/<q>.sql --format csv`, a whole process (settings, lake views,
 the Athena SQL translated by sqlglot, the query, CSV out). Baseline: a process that imports duckdb, makes a plain
 hive-partitioned view per table and runs the SQL sqlglot gave us, writing the same CSV. The ratio is what the
 CLI costs on top of DuckDB itself. The CLI caches translations (importing sqlglot costs more than the query):
@@ -133,8 +133,7 @@ def make_lake(root: Path, rows: int = ROWS, days: int = DAYS) -> None:
     import duckdb
     import pyarrow.parquet as pq
 
-    from chalicelib import etl
-    from chalicelib import lake as layout
+    from chalicelib import etl, layout
     from chalicelib.schema import arrow_schema
 
     started = time.perf_counter()
@@ -167,7 +166,7 @@ def measured(cmd: list[str], env: dict[str, str]) -> float:
 def same_output(root: Path, name: str, transpiled: Path, env: dict[str, str]) -> None:
     """Both sides must print the same rows (or the comparison is meaningless)."""
     py = sys.executable
-    ours = subprocess.run([py, "-m", "chalicelib", "query", f"sql/analytics/{name}.sql", "--format", "csv"],
+    ours = subprocess.run([py, "-m", "chatlake", "query", f"sql/analytics/{name}.sql", "--format", "csv"],
                           env=env, cwd=PROJECT_DIR, capture_output=True, text=True, check=True).stdout
     theirs = subprocess.run([py, "-c", BASELINE, str(root), str(transpiled)], env=env, cwd=PROJECT_DIR,
                             capture_output=True, text=True, check=True).stdout
@@ -176,7 +175,7 @@ def same_output(root: Path, name: str, transpiled: Path, env: dict[str, str]) ->
 
 
 def run(rounds: int = 5) -> bool:
-    from chalicelib import sql
+    from chatlake import query
 
     work = Path(tempfile.mkdtemp(prefix="chatlake-bench-sql-"))
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "DATALAKE_URL": str(work / "lake"),
@@ -187,16 +186,16 @@ def run(rounds: int = 5) -> bool:
         transpiled = {}
         for name in QUERIES:
             transpiled[name] = work / f"{name}.duckdb.sql"
-            transpiled[name].write_text(sql.to_duckdb(sql.resolve_sql(name)))
+            transpiled[name].write_text(query.to_duckdb(query.resolve_sql(name)))
             same_output(work / "lake", name, transpiled[name], env)
         times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in QUERIES}
         for _ in range(rounds):  # interleaved, so drift on the machine hits both alike
             for name in QUERIES:
                 times[name][1].append(measured([py, "-c", BASELINE, str(work / "lake"), str(transpiled[name])], env))
-                times[name][0].append(measured([py, "-m", "chalicelib", "query", f"sql/analytics/{name}.sql",
+                times[name][0].append(measured([py, "-m", "chatlake", "query", f"sql/analytics/{name}.sql",
                                                 "--format", "csv"], env))
         cold = statistics.median(
-            measured([py, "-m", "chalicelib", "query", f"sql/analytics/{QUERIES[0]}.sql", "--format", "csv"],
+            measured([py, "-m", "chatlake", "query", f"sql/analytics/{QUERIES[0]}.sql", "--format", "csv"],
                      {**env, "XDG_CACHE_HOME": str(work / f"cold{i}")}) for i in range(3))
         print(f"  (for information: {QUERIES[0]} with SQL never translated before, sqlglot imported and run: "
               f"{cold * 1e3:.0f} ms)", flush=True)

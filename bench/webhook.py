@@ -20,7 +20,7 @@ SECRET = "bench-app-secret"
 
 
 def bodies(n: int) -> list[bytes]:
-    from chalicelib.synthetic import deliveries
+    from chatlake.local.synthetic import deliveries
 
     return [d.body for d in deliveries(n, seed=7, sources=("whatsapp",))]
 

@@ -1,1 +1,1 @@
-"""chatlake's logic: storage, webhooks, payload parsing, the ETL, SQL and the CLI."""
+"""What the Lambda functions import: settings, storage, lake layout, schema, webhook, parsers, ETL. Nothing else."""

@@ -32,14 +32,14 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from . import lake, pii, telegram, whatsapp
-from .schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
-from .storage import NotFound, Storage, StorageError
+from chalicelib import layout, pii, telegram, whatsapp
+from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
+from chalicelib.storage import NotFound, Storage, StorageError
 
 log = logging.getLogger("chatlake.etl")
 
 DEFAULT_RETRY_WINDOW_DAYS = 7  # WhatsApp retries a delivery for up to 7 days (setting RETRY_WINDOW_DAYS)
-PART_NAME = lake.PART_NAME
+PART_NAME = layout.PART_NAME
 COMMIT_FORMAT = 1
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "telegram": telegram.parse,
@@ -99,7 +99,7 @@ def decode(body: bytes) -> Any:
     past Python's int-string limit stays its digit string, as the webhook reads it."""
     import orjson
 
-    from .webhook import json_int
+    from chalicelib.webhook import json_int
 
     try:
         return orjson.loads(body)
@@ -176,8 +176,8 @@ def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None =
     """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it)."""
     if cache is not None and day in cache:
         return cache[day]
-    listing = RawListing(day, tuple((source, key) for source in lake.SOURCES
-                                    for key in storage.keys(lake.raw_prefix(source, day)) if key.endswith(".json")))
+    listing = RawListing(day, tuple((source, key) for source in layout.SOURCES
+                                    for key in storage.keys(layout.raw_prefix(source, day)) if key.endswith(".json")))
     if cache is not None:
         cache[day] = listing
     return listing
@@ -265,7 +265,7 @@ def read_versions(storage: Storage, listing: RawListing, mark: str) -> tuple[set
     import pyarrow.parquet as pq
 
     try:
-        data = pq.read_table(io.BytesIO(storage.get(lake.versions_key(listing.day))), page_checksum_verification=True)
+        data = pq.read_table(io.BytesIO(storage.get(layout.versions_key(listing.day))), page_checksum_verification=True)
         meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
         if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (listing.digest, mark, str(COMMIT_FORMAT)):
             return None
@@ -288,9 +288,9 @@ def read_versions(storage: Storage, listing: RawListing, mark: str) -> tuple[set
 def store_versions(storage: Storage, rows: DayRows, mark: str, warnings: list[str]) -> None:
     """Best effort: the file only saves later days a re-read of this day's raw data."""
     try:
-        storage.put(lake.versions_key(rows.listing.day), versions_file(rows, mark))
+        storage.put(layout.versions_key(rows.listing.day), versions_file(rows, mark))
     except StorageError as e:
-        warnings.append(f"could not store {lake.versions_key(rows.listing.day)} ({e}); later days will re-read "
+        warnings.append(f"could not store {layout.versions_key(rows.listing.day)} ({e}); later days will re-read "
                         f"{rows.listing.day}'s raw data instead")
 
 
@@ -340,7 +340,7 @@ def to_parquet(table: str, rows: list[Any]) -> bytes:
 def read_commit(storage: Storage, day: date) -> dict[str, Any] | None:
     """The day's commit record, or None (never run, a run under way or killed, or unreadable)."""
     try:
-        record = json.loads(storage.get(lake.commit_key(day)))
+        record = json.loads(storage.get(layout.commit_key(day)))
     except (NotFound, ValueError, UnicodeDecodeError):
         return None
     return record if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT else None
@@ -353,26 +353,26 @@ def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dic
     previous: dict[str, bytes | None] = {}
     for table in files:
         try:
-            previous[table] = storage.get(lake.part_key(table, day))
+            previous[table] = storage.get(layout.part_key(table, day))
         except NotFound:
             previous[table] = None
     try:
-        old_record: bytes | None = storage.get(lake.commit_key(day))
+        old_record: bytes | None = storage.get(layout.commit_key(day))
     except NotFound:
         old_record = None
-    storage.delete(lake.commit_key(day))
+    storage.delete(layout.commit_key(day))
     written: list[str] = []
     try:
         for table, data in files.items():
-            storage.put(lake.part_key(table, day), data)
+            storage.put(layout.part_key(table, day), data)
             written.append(table)
-        storage.put(lake.commit_key(day), json.dumps(record, indent=1, sort_keys=True).encode())
+        storage.put(layout.commit_key(day), json.dumps(record, indent=1, sort_keys=True).encode())
     except Exception:
         _roll_back(storage, day, previous, written, old_record)
         raise
     for table in files:  # files of older versions or other writers: after the commit, never before
-        for key in list(storage.keys(lake.enriched_prefix(table, day))):
-            if key != lake.part_key(table, day):
+        for key in list(storage.keys(layout.enriched_prefix(table, day))):
+            if key != layout.part_key(table, day):
                 try:
                     storage.delete(key)
                 except StorageError as e:
@@ -385,11 +385,11 @@ def _roll_back(storage: Storage, day: date, previous: dict[str, bytes | None], w
         for table in written:
             data = previous[table]
             if data is None:
-                storage.delete(lake.part_key(table, day))
+                storage.delete(layout.part_key(table, day))
             else:
-                storage.put(lake.part_key(table, day), data)
+                storage.put(layout.part_key(table, day), data)
         if old_record is not None:
-            storage.put(lake.commit_key(day), old_record)
+            storage.put(layout.commit_key(day), old_record)
     except StorageError as e:
         log.error("could not restore %s's previous output (%s): the day shows as behind until it is re-run", day, e)
 
@@ -427,7 +427,7 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
     record = {
         "format": COMMIT_FORMAT, "day": day.isoformat(), "raw": listing.digest, "deliveries": len(listing.objects),
         "window": window, "pii": mark, "depends": depends,
-        "tables": {t: {"key": lake.part_key(t, day), "size": len(data)} for t, data in files.items()},
+        "tables": {t: {"key": layout.part_key(t, day), "size": len(data)} for t, data in files.items()},
         "rows": {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)},
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -463,7 +463,7 @@ def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
     listings = {} if listings is None else listings
     listing = list_raw(storage, day, listings)
     record = read_commit(storage, day)
-    outputs = {t: list(storage.list(lake.enriched_prefix(t, day))) for t in lake.TABLES}
+    outputs = {t: list(storage.list(layout.enriched_prefix(t, day))) for t in layout.TABLES}
     if record is None:
         if listing.objects:
             return f"{len(listing.objects)} raw deliveries and no completed ETL run"
@@ -479,7 +479,7 @@ def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
         earlier = list_raw(storage, day - timedelta(days=back), listings)
         if depends.get(earlier.day.isoformat(), "") != earlier.digest:
             return f"the raw deliveries of {earlier.day} (in its {window}-day retry window) changed since its last run"
-    for table in lake.TABLES:
+    for table in layout.TABLES:
         want = (record.get("tables") or {}).get(table) or {}
         if [(o.key, o.size) for o in outputs[table]] != [(want.get("key"), want.get("size"))]:
             return f"its {table} files are not those of its last run"

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
-from .schema import Message, Status
+from chalicelib.schema import Message, Status
 
 
 def hasher(salt: str) -> Callable[[str | None], str | None]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import settings as settings_module
-from .settings import Settings
-from .storage import Storage, open_storage
+from chalicelib import settings as settings_module
+from chalicelib.settings import Settings
+from chalicelib.storage import Storage, open_storage
 
 if TYPE_CHECKING:
-    from . import etl
+    from chalicelib import etl
 
 _storages: dict[str, Storage] = {}
 
@@ -38,7 +38,7 @@ def run_daily_etl() -> list[etl.DayResult]:
     behind, oldest first. Yesterday is behind until it has run; a failed night is repaired by the next one."""
     from datetime import UTC, datetime
 
-    from . import etl
+    from chalicelib import etl
 
     s = settings()
     return etl.catch_up(storage(s.datalake_url), datetime.now(UTC).date(), s.pii_salt(), window=s.retry_window_days)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import Message, Parsed
+from chalicelib.schema import Message, Parsed
 
 SOURCE = "telegram"
 

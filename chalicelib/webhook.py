@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from . import lake
-from .settings import ConfigError, Settings
-from .storage import Storage, StorageError
+from chalicelib import layout
+from chalicelib.settings import ConfigError, Settings
+from chalicelib.storage import Storage, StorageError
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"
@@ -143,7 +143,7 @@ def receive(
     reason = unreadable_reason(body)
     try:
         if reason is not None:
-            body_key, note_key = lake.quarantine_keys(source, day, body)
+            body_key, note_key = layout.quarantine_keys(source, day, body)
             note = {
                 "reason": reason,
                 "received_at": now.isoformat(timespec="milliseconds"),
@@ -153,7 +153,7 @@ def receive(
             storage.put(note_key, json.dumps(note).encode(), overwrite=False)
             log.warning("%s delivery quarantined at %s: %s %s", source, body_key, reason, _loggable(headers))
             raise HttpError(400, f"{reason}; the bytes are kept under {body_key}")
-        key = lake.raw_key(source, day, body)
+        key = layout.raw_key(source, day, body)
         stored = storage.put(key, body, overwrite=False)
     except StorageError as e:
         log.error("%s delivery not stored: %s %s", source, e, _loggable(headers))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .schema import Message, Parsed, Status
+from chalicelib.schema import Message, Parsed, Status
 
 SOURCE = "whatsapp"
 OBJECT = "whatsapp_business_account"

@@ -1,0 +1,5 @@
+import sys
+
+from chatlake.cli import main
+
+sys.exit(main())

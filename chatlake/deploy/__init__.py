@@ -1,0 +1,1 @@
+"""Deploying to AWS: the pyarrow layer, the Telegram webhook registration."""
