@@ -370,9 +370,9 @@ def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dic
     except Exception:
         _roll_back(storage, day, previous, written, old_record)
         raise
-    for table in files:  # files of older versions or other writers: after the commit, never before
+    for table in files:  # files of older versions or of a crash: after the commit, never before
         for key in list(storage.keys(layout.enriched_prefix(table, day))):
-            if key != layout.part_key(table, day):
+            if key != layout.part_key(table, day) and not layout.is_import_file(key):
                 try:
                     storage.delete(key)
                 except StorageError as e:
@@ -463,7 +463,8 @@ def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
     listings = {} if listings is None else listings
     listing = list_raw(storage, day, listings)
     record = read_commit(storage, day)
-    outputs = {t: list(storage.list(layout.enriched_prefix(t, day))) for t in layout.TABLES}
+    outputs = {t: [o for o in storage.list(layout.enriched_prefix(t, day)) if not layout.is_import_file(o.key)]
+               for t in layout.TABLES}
     if record is None:
         if listing.objects:
             return f"{len(listing.objects)} raw deliveries and no completed ETL run"

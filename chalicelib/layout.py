@@ -45,6 +45,19 @@ def part_key(table: str, day: date) -> str:
     return enriched_prefix(table, day) + PART_NAME
 
 
+IMPORT_FILE_PREFIX = "import-"  # files of `chatlake import`: rows of another writer, which the ETL keeps
+
+
+def import_part_key(table: str, day: date, export_digest: str) -> str:
+    """The rows one imported export gives for a day (the day they were sent): one file per export and day, so a
+    re-import replaces it instead of adding to it."""
+    return enriched_prefix(table, day) + f"{IMPORT_FILE_PREFIX}{export_digest}.parquet"
+
+
+def is_import_file(key: str) -> bool:
+    return key.rpartition("/")[2].startswith(IMPORT_FILE_PREFIX)
+
+
 def etl_prefix(day: date) -> str:
     """The ETL's own records of a day (not tables: no query engine reads them)."""
     return f"etl/dt={day.isoformat()}/"

@@ -29,6 +29,14 @@ NAMES = (
     "PII_MODE",
     "PII_SALT",
     "RETRY_WINDOW_DAYS",
+    "WHATSAPP_ACCESS_TOKEN",
+    "GRAPH_API_URL",
+    "MEDIA_CAPTURE",
+    "MEDIA_MAX_BYTES",
+    "ETL_INTERVAL_MINUTES",
+    "WHATSAPP_EUM_TOPIC",
+    "RAW_RETENTION_DAYS",
+    "TABLE_RETENTION_DAYS",
     "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_API_URL",
 )
@@ -39,6 +47,7 @@ SECRETS = (
     "WHATSAPP_APP_SECRET",
     "PII_SALT",
     "TELEGRAM_BOT_TOKEN",
+    "WHATSAPP_ACCESS_TOKEN",
 )
 # Telegram's own rule for setWebhook's secret_token.
 TELEGRAM_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")

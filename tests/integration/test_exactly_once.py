@@ -337,3 +337,15 @@ def test_status_json_of_the_commit_names_its_inputs(lake):
     assert record["rows"] == {"messages": 1, "statuses": 0, "rejects": 0}
     assert status.day_status(lake, D1, window=3).behind is False
     assert "RETRY_WINDOW_DAYS" in etl.behind_reason(lake, D1, window=7)
+
+
+def test_the_etl_keeps_files_of_imports_and_judges_only_its_own(lake):
+    """`chatlake import` writes `import-<digest>.parquet` beside the ETL's file: a run neither removes it nor is
+    called behind because of it."""
+    lake.put(layout.raw_key("telegram", D1, tg_message(107, 1, "x")), tg_message(107, 1, "x"))
+    etl.run_day(lake, D1)
+    imported = layout.import_part_key("messages", D1, "ab" * 32)
+    lake.put(imported, lake.get(layout.part_key("messages", D1)))
+    assert etl.behind_reason(lake, D1) is None
+    etl.run_day(lake, D1)
+    assert imported in keys(lake, layout.enriched_prefix("messages", D1))
