@@ -223,17 +223,19 @@ def test_webhooks_may_only_add_raw_and_quarantine_objects_and_read_their_secrets
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-def test_the_etl_reads_raw_and_enriched_and_replaces_only_enriched(stage):
+def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_own_records(stage):
     bucket = bucket_of(stage)
     raw, enriched = f"arn:aws:s3:::{bucket}/raw/*", f"arn:aws:s3:::{bucket}/enriched/*"
+    records = f"arn:aws:s3:::{bucket}/etl/*"
     assert statements(policy(stage, "daily_etl")) == {
-        "ListRawAndEnriched": {"Sid": "ListRawAndEnriched", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                               "Resource": [f"arn:aws:s3:::{bucket}"],
-                               "Condition": {"StringLike": {"s3:prefix": ["raw/*", "enriched/*"]}}},
-        "ReadRawAndEnriched": {"Sid": "ReadRawAndEnriched", "Effect": "Allow", "Action": ["s3:GetObject"],
-                               "Resource": [enriched, raw]},
-        "ReplaceEnriched": {"Sid": "ReplaceEnriched", "Effect": "Allow", "Action": ["s3:DeleteObject", "s3:PutObject"],
-                            "Resource": [enriched]},
+        "ListRawEnrichedAndEtl": {"Sid": "ListRawEnrichedAndEtl", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                                  "Resource": [f"arn:aws:s3:::{bucket}"],
+                                  "Condition": {"StringLike": {"s3:prefix": ["raw/*", "enriched/*", "etl/*"]}}},
+        "ReadRawEnrichedAndEtl": {"Sid": "ReadRawEnrichedAndEtl", "Effect": "Allow", "Action": ["s3:GetObject"],
+                                  "Resource": [enriched, records, raw]},
+        "ReplaceEnrichedAndEtlRecords": {"Sid": "ReplaceEnrichedAndEtlRecords", "Effect": "Allow",
+                                         "Action": ["s3:DeleteObject", "s3:PutObject"],
+                                         "Resource": [enriched, records]},
         "ReadPiiSalt": {"Sid": "ReadPiiSalt", "Effect": "Allow", "Action": ["ssm:GetParameter"],
                         "Resource": [param_arn(f"/chatlake/{stage}/pii-salt")]},
         "OwnLogs": {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS,
@@ -246,6 +248,7 @@ def test_the_etl_prefixes_in_the_policies_are_the_lake_layout():
     assert layout.raw_prefix("telegram", day).startswith("raw/")
     assert layout.quarantine_prefix("whatsapp", day).startswith("quarantine/")
     assert layout.enriched_prefix("messages", day).startswith("enriched/")
+    assert layout.commit_key(day).startswith("etl/") and layout.versions_key(day).startswith("etl/")
 
 
 # --- secrets from SSM ---------------------------------------------------------------------------------------
