@@ -80,7 +80,7 @@ def serve(host: str, port: int, stage: str = "local") -> int:
           "(now: chatlake etl --date YYYY-MM-DD).")
     print("Ctrl-C stops everything.", flush=True)
 
-    # chalice's local server classes with a chunk-aware, bounded body reader (chalicelib/localserver.py): the
+    # chalice's local server classes with a chunk-aware, bounded body reader (chatlake/local/server.py): the
     # `chalice local` CLI reads only Content-Length bytes, and would lose a chunked delivery from a tunnel.
     cmd = [sys.executable, "-m", "chatlake.local.server", "--stage", stage, "--host", host, "--port", str(port)]
     server = subprocess.Popen(cmd)

@@ -143,7 +143,7 @@ def test_each_function_has_its_own_role_with_exactly_its_policy_file(package):
 
 def test_the_etl_log_group_keeps_30_days(package):
     """Only the ETL's: chalice 1.34 deploys the API handler's retention onto /aws/lambda/<app>-<stage>-api_handler,
-    a group its function (named <app>-<stage>) never writes to, so the README sets that one with the AWS CLI."""
+    a group its function (named <app>-<stage>) never writes to, so docs/deploy.md sets that one with the AWS CLI."""
     groups = {k: v["Properties"] for k, v in package["sam"]["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
     etl_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${DailyEtl}"}, "RetentionInDays": 30}
     assert groups == {"DailyEtlLogGroup": etl_group}

@@ -1,8 +1,8 @@
 """Faults: a write failing halfway, S3 throttling (the webhook and the ETL), the ETL process killed between
 writing a day and cleaning up, and corrupt Parquet files of earlier days. Nothing may be lost or doubled.
 
-What tests/test_routes.py and tests/test_etl.py already cover is not repeated here: a missing bucket (503,
-the retry stores once), a delete raising in-process, a put raising while writing, one corrupt earlier file.
+What tests/integration/test_routes.py and tests/integration/test_etl.py already cover is not repeated here: a missing
+bucket (503, the retry stores once), a delete raising in-process, a put raising while writing, one corrupt earlier file.
 """
 
 from __future__ import annotations

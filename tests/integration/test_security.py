@@ -1,8 +1,8 @@
 """Security: constant-time checks, the Telegram secret's alphabet enforced at start-up, and no secret in any log
 line, response, stored object or quarantine note, whatever the outcome of a request.
 
-The random-request version of the log/response checks runs in tests/test_fuzz.py and the one under load in
-tests/test_load.py; here every outcome is provoked on purpose, on both backends.
+The random-request version of the log/response checks runs in tests/unit/test_fuzz.py and the one under load in
+tests/e2e/test_load.py; here every outcome is provoked on purpose, on both backends.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why: bots forward or persist updates with python-telegram-bot's `Update.de_json(
 optional flag as `false` (`"group_chat_created": false`, ...). Such a delivery must give exactly the rows of the
 update Telegram sent. python-telegram-bot is a test oracle only (requirements-dev.txt); chalicelib never imports it.
 WhatsApp has no maintained client library that re-serialises webhook payloads, so it has only the empty-value
-property of tests/test_fuzz.py.
+property of tests/unit/test_fuzz.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ CORPUS_REFUSED = {
     "poll_update": "its poll options have no persistent_id, which PTB requires since Bot API 9.6",
     "poll_answer": "it has no option_persistent_ids, which PTB requires since Bot API 9.6",
 }
-# Tests of tests/test_telegram.py whose payloads are not harvested: tens of thousands of mutations, 5,000-deep nesting.
+# Tests of tests/unit/test_telegram.py whose payloads are not harvested: tens of thousands of mutations, 5,000-deep
+# nesting.
 NOT_HARVESTED = {"test_parse_never_raises_on_mutated_corpus_payloads", "test_huge_and_deep_values_are_fine"}
 
 
@@ -44,7 +45,7 @@ def round_trip(update: dict[str, Any]) -> dict[str, Any]:
 
 
 def harvest_inline_payloads() -> list[dict[str, Any]]:
-    """Every distinct update tests/test_telegram.py hands to `parse`, caught by running its tests with a recording
+    """Every distinct update tests/unit/test_telegram.py hands to `parse`, caught by running its tests with a recording
     `parse` (their parametrized cases expanded): the hand-written payloads next to the corpus files."""
     seen: dict[str, dict[str, Any]] = {}
     real = telegram_tests.parse
@@ -73,7 +74,7 @@ def harvest_inline_payloads() -> list[dict[str, Any]]:
 
 
 def test_every_telegram_payload_of_the_tests_gives_the_same_rows_after_a_python_telegram_bot_round_trip() -> None:
-    """Corpus files, the hand-written payloads of tests/test_telegram.py and synthetic deliveries of every kind."""
+    """Corpus files, the hand-written payloads of tests/unit/test_telegram.py and synthetic deliveries of every kind."""
     synthetic_updates = [
         json.loads(d.body) for d in synthetic.deliveries(300, seed=7, day=date(2026, 11, 24), sources=["telegram"])
     ]
