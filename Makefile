@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "ready: $(BIN)/chatlake --help (or: source $(BIN)/activate)"
 
-run: setup ## start the local stack on http://$(HOST):$(PORT) (webhooks, lake in ./datalake, the ETL schedule)
+run: setup ## start the local stack on 127.0.0.1:8000 (webhooks, lake in ./datalake, the ETL schedule)
 	$(BIN)/chatlake serve --host $(HOST) --port $(PORT)
 
 test: setup ## run every test (tests/unit, tests/integration, tests/e2e)
