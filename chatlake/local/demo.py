@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chalicelib import runtime
@@ -112,8 +112,7 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
         stored = synthetic.store(storage, earlier)
         print(f"Stored {counted(stored, 'delivery', 'deliveries')} of the {counted(days - 1, 'day')} before today "
               f"straight into the raw layer, as the webhook would have on those days.")
-    results = [etl.run_day(storage, now.date() - timedelta(days=back), settings.pii_salt())
-               for back in range(days - 1, -1, -1)]
+    results = etl.run_days(storage, synthetic.calendar(now.date(), days), settings.pii_salt())
     ui.print_table([r.as_dict() for r in results], ["day", "deliveries", "messages", "statuses", "rejects",
                                                     "duplicates", "seconds"], title=f"The ETL per day on {storage.url}")
     show_analytics(settings)

@@ -555,6 +555,11 @@ def samples(now: int) -> dict[str, bytes]:
 WEEKDAY_TRAFFIC = (1.0, 1.05, 1.0, 0.95, 0.9, 0.55, 0.45)
 
 
+def calendar(last: date, days: int) -> list[date]:
+    """The `days` days that end on `last`, oldest first."""
+    return [last - timedelta(days=back) for back in range(days - 1, -1, -1)]
+
+
 def day_shares(n: int, days: Sequence[date]) -> list[int]:
     """How many of `n` deliveries each day receives: one each first (when there are enough), the rest in
     proportion to the weekday's traffic, rounded so that they add up to `n`."""
@@ -581,11 +586,11 @@ def deliveries(n: int, seed: int = 0, day: date | None = None, sources: Sequence
     """
     rng = random.Random(seed)
     last = day or datetime.now(UTC).date()
-    calendar = [last - timedelta(days=back) for back in range(days - 1, -1, -1)]
-    w = _World(rng, calendar[0])
+    days_ = calendar(last, days)
+    w = _World(rng, days_[0])
     makers = {"telegram": (_telegram, TELEGRAM_KINDS), "whatsapp": (_whatsapp, WHATSAPP_KINDS)}
     out: list[Delivery] = []
-    for today, share in zip(calendar, day_shares(n, calendar), strict=True):
+    for today, share in zip(days_, day_shares(n, days_), strict=True):
         w.on(today, until if today == last else None)
         start = len(out)
         while len(out) - start < share:
