@@ -185,7 +185,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     html = report.build(engine, args.days, source=where)
     out = Path(args.out)
     out.write_text(html, encoding="utf-8")
-    print(f"wrote {out} ({len(html.encode()) // 1024} KB, the last {args.days} days): open it in a browser")
+    print(f"wrote {out} ({len(html.encode()) // 1024} KB, the last {report.charts.counted(args.days, 'day')}): "
+          "open it in a browser")
     return 0
 
 

@@ -20,8 +20,10 @@ from chalicelib.settings import Settings
 from chatlake import ui
 from chatlake.local import synthetic
 from chatlake.local.stack import GENERATED_SECRETS, PROJECT_DIR, ensure_dotenv, stop
+from chatlake.report.charts import counted
 
 CLIENTS = 8  # concurrent senders, like a platform delivering to several Lambda instances
+DEMO_DAYS = 7  # a week of traffic, today included: what the README's report picture shows
 
 
 def healthy(base_url: str) -> bool:
@@ -85,13 +87,18 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
     else:
         print(f"Starting the local stack at {base_url} ...", flush=True)
         started, _ = start_stack(port)
+    now = datetime.now(UTC)
+    days = min(DEMO_DAYS, deliveries)  # at least one delivery a day
+    batch = synthetic.deliveries(deliveries, seed=int(now.timestamp()) if seed is None else seed, until=now, days=days)
+    live = [d for d in batch if d.day == now.date()]  # the webhook files a delivery by the day it arrives:
+    earlier = [d for d in batch if d.day != now.date()]  # earlier days' go straight to their raw partitions
     try:
-        now = datetime.now(UTC)
-        batch = synthetic.deliveries(deliveries, seed=int(now.timestamp()) if seed is None else seed, until=now)
-        kinds = Counter(d.source for d in batch)
-        print(f"Posting {len(batch)} signed deliveries ({kinds['telegram']} Telegram, {kinds['whatsapp']} WhatsApp, "
-              f"{len({d.kind for d in batch})} kinds, exact retries included) with {CLIENTS} clients ...", flush=True)
-        answers = send(base_url, batch, secrets)
+        kinds = Counter(d.source for d in live)
+        print(f"Posting today's {counted(len(live), 'signed delivery', 'signed deliveries')} "
+              f"({kinds['telegram']} Telegram, {kinds['whatsapp']} WhatsApp, "
+              f"{counted(len({d.kind for d in live}), 'kind')}, exact retries included) with {CLIENTS} clients ...",
+              flush=True)
+        answers = send(base_url, live, secrets)
         print("Answers: " + ", ".join(f"{n} x {status}" for status, n in sorted(answers.items())))
         if set(answers) != {200}:
             print("error: some deliveries were refused; is the running stack using the same secrets (.env) and "
@@ -101,9 +108,13 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
         if started is not None:
             stop(started)
     storage = runtime.storage()
-    result = etl.run_day(storage, now.date(), settings.pii_salt())
-    ui.print_table([result.as_dict()], ["day", "deliveries", "messages", "statuses", "rejects", "duplicates",
-                                        "seconds"], title=f"Today's ETL on {storage.url}")
+    if earlier:
+        stored = synthetic.store(storage, earlier)
+        print(f"Stored {counted(stored, 'delivery', 'deliveries')} of the {counted(days - 1, 'day')} before today "
+              f"straight into the raw layer, as the webhook would have on those days.")
+    results = etl.run_days(storage, synthetic.calendar(now.date(), days), settings.pii_salt())
+    ui.print_table([r.as_dict() for r in results], ["day", "deliveries", "messages", "statuses", "rejects",
+                                                    "duplicates", "seconds"], title=f"The ETL per day on {storage.url}")
     show_analytics(settings)
     print("\nNext:")
     print("  .venv/bin/chatlake query top_chats        any sql/analytics file, or your own SQL")

@@ -13,7 +13,7 @@ import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from chalicelib import layout
@@ -101,7 +101,7 @@ class _World:
 
     def __post_init__(self) -> None:
         r = self.rng
-        self.start = int(datetime.combine(self.day, time(), UTC).timestamp())
+        self.on(self.day)
         self.update_id = r.randrange(100_000_000, 900_000_000)
         for i in range(400):
             name = f"{r.choice(FIRST_NAMES)} {r.choice(LAST_NAMES)}".strip()
@@ -127,6 +127,12 @@ class _World:
             cid = -(10**12) - r.randrange(10**9, 2 * 10**9)
             self.tg_channels.append({"id": cid, "title": title, "username": title.split()[0].lower() + "_channel",
                                      "type": "channel"})
+
+    def on(self, day: date, until: datetime | None = None) -> None:
+        """Receive the next deliveries on `day` (before `until` when given): the same people and chats, another day."""
+        self.day = day
+        self.start = int(datetime.combine(day, time(), UTC).timestamp())
+        self.span = 86400 if until is None else max(60, min(86400, int(until.timestamp()) - self.start))
 
     def remember(self, history: list[Any], item: Any) -> None:
         """Keep the recent past only: edits, replies and statuses refer to recent messages, and the
@@ -545,29 +551,57 @@ def samples(now: int) -> dict[str, bytes]:
     return {"telegram": telegram_bytes(telegram), "whatsapp": whatsapp_bytes(whatsapp)}
 
 
-def deliveries(n: int, seed: int = 0, day: date | None = None, sources: Sequence[str] = layout.SOURCES,
-               retry_rate: float = 0.02, until: datetime | None = None) -> list[Delivery]:
-    """`n` deliveries received on `day` (default today, UTC), a realistic mix of kinds, chats and senders,
-    sent before `until` when given (e.g. now, so that nothing of today is in the future).
+# How busy each weekday is (Monday first), for traffic over several days: quieter at the weekend.
+WEEKDAY_TRAFFIC = (1.0, 1.05, 1.0, 0.95, 0.9, 0.55, 0.45)
 
-    About `retry_rate` of them are exact retries (the same bytes again), as the platforms send when an
-    answer is slow; edits, replies, reactions and statuses refer to messages generated earlier.
+
+def calendar(last: date, days: int) -> list[date]:
+    """The `days` days that end on `last`, oldest first."""
+    return [last - timedelta(days=back) for back in range(days - 1, -1, -1)]
+
+
+def day_shares(n: int, days: Sequence[date]) -> list[int]:
+    """How many of `n` deliveries each day receives: one each first (when there are enough), the rest in
+    proportion to the weekday's traffic, rounded so that they add up to `n`."""
+    base = 1 if n >= len(days) else 0
+    rest = n - base * len(days)
+    weights = [WEEKDAY_TRAFFIC[d.weekday()] for d in days]
+    exact = [rest * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(days)), key=lambda i: (shares[i] - exact[i], -i))
+    for i in by_remainder[:rest - sum(shares)]:
+        shares[i] += 1
+    return [base + s for s in shares]
+
+
+def deliveries(n: int, seed: int = 0, day: date | None = None, sources: Sequence[str] = layout.SOURCES,
+               retry_rate: float = 0.02, until: datetime | None = None, days: int = 1) -> list[Delivery]:
+    """`n` deliveries received on `day` (default today, UTC), a realistic mix of kinds, chats and senders,
+    sent before `until` when given (e.g. now, so that nothing of today is in the future). With `days` > 1 they
+    are spread over the `days` days that end on `day`, oldest first, busier on weekdays; the same people write
+    in the same chats every day, as in a real week.
+
+    About `retry_rate` of them are exact retries (the same bytes again, the same day), as the platforms send
+    when an answer is slow; edits, replies, reactions and statuses refer to messages generated earlier.
     """
     rng = random.Random(seed)
-    w = _World(rng, day or datetime.now(UTC).date())
-    if until is not None:
-        w.span = max(60, min(86400, int(until.timestamp()) - w.start))
+    last = day or datetime.now(UTC).date()
+    days_ = calendar(last, days)
+    w = _World(rng, days_[0])
     makers = {"telegram": (_telegram, TELEGRAM_KINDS), "whatsapp": (_whatsapp, WHATSAPP_KINDS)}
     out: list[Delivery] = []
-    while len(out) < n:
-        if out and rng.random() < retry_rate:
-            out.append(rng.choice(out))
-            continue
-        source = rng.choice(list(sources))
-        make, weights = makers[source]
-        kind = rng.choices(list(weights), weights=list(weights.values()))[0]
-        d = make(w, kind)
-        out.append(Delivery(d.source, d.body, d.messages, d.statuses, d.kind, w.day))
+    for today, share in zip(days_, day_shares(n, days_), strict=True):
+        w.on(today, until if today == last else None)
+        start = len(out)
+        while len(out) - start < share:
+            if len(out) > start and rng.random() < retry_rate:
+                out.append(rng.choice(out[start:]))
+                continue
+            source = rng.choice(list(sources))
+            make, weights = makers[source]
+            kind = rng.choices(list(weights), weights=list(weights.values()))[0]
+            d = make(w, kind)
+            out.append(Delivery(d.source, d.body, d.messages, d.statuses, d.kind, w.day))
     return out
 
 

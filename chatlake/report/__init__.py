@@ -18,6 +18,7 @@ WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 HOURS = [f"{h:02d}" for h in range(24)]
 
 Run = Callable[[str], list[dict[str, Any]]]  # analytics name -> rows as dicts
+TOP_TYPES = 12  # message types drawn one by one; the rest share one "other" bar
 
 
 @dataclass
@@ -34,7 +35,9 @@ def _series_by_day(rows: list[dict[str, Any]], value: str) -> tuple[list[str], d
     return days, {s: [cells.get((d, s), 0) for d in days] for s in sources}
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], limit: int = 20) -> str:
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Every row the query gave (the analytics file's own LIMIT says how many), so a title that counts them
+    and the table agree."""
     if not rows:
         return '<p class="empty">no data for this period</p>'
 
@@ -47,7 +50,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], limit: int = 20) -> s
 
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(c, r.get(c))}</td>" for c in columns) + "</tr>"
-                   for r in rows[:limit])
+                   for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -59,6 +62,16 @@ def _total(rows: list[dict[str, Any]], column: str) -> int:
 
 def _minutes(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def top_and_other(items: dict[str, float], n: int) -> list[tuple[str, float]]:
+    """The `n` largest items, largest first, and one "other" item summing the rest, labelled with how many it
+    holds, so that the bars add up to the whole. All of them when one more would do."""
+    ranked = sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(ranked) <= n + 1:
+        return ranked
+    rest = ranked[n:]
+    return [*ranked[:n], (f"other ({charts.counted(len(rest), 'type')})", sum(v for _, v in rest))]
 
 
 def sections(run: Run, describe: Callable[[str], str]) -> list[Section]:
@@ -77,8 +90,8 @@ def sections(run: Run, describe: Callable[[str], str]) -> list[Section]:
     types: dict[str, float] = defaultdict(float)
     for r in run("message_types"):
         types[f"{r['source']}: {r['message_type']}"] += float(r["messages"])
-    top = sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))[:14]
-    out.append(Section("Message types", describe("message_types"), charts.horizontal_bars(top, "Message types")))
+    out.append(Section("Message types", describe("message_types"),
+                       charts.horizontal_bars(top_and_other(types, TOP_TYPES), "Message types")))
 
     waits = run("first_response_time")
     inbound, answered = _total(waits, "inbound"), _total(waits, "answered")
@@ -88,23 +101,24 @@ def sections(run: Run, describe: Callable[[str], str]) -> list[Section]:
     weighted = sum(float(r["avg_wait_seconds"] or 0) * int(r["answered"] or 0) for r in waits)
     average = _minutes(weighted / answered if answered else None)
     out.append(Section(f"First-response time on WhatsApp (average {average})", describe("first_response_time"),
-                       charts.horizontal_bars(buckets if inbound else [], "First-response time", unit=" messages")))
+                       charts.horizontal_bars(buckets if inbound else [], "First-response time", noun="message")))
 
     funnel = run("delivery_funnel")
     stages = [(stage, _total(funnel, stage)) for stage in ("sent", "delivered", "read", "failed")]
     out.append(Section("WhatsApp delivery funnel", describe("delivery_funnel"),
-                       charts.horizontal_bars(stages if funnel else [], "Delivery funnel", unit=" messages")))
+                       charts.horizontal_bars(stages if funnel else [], "Delivery funnel", noun="message")))
 
-    out.append(Section("Top chats", describe("top_chats"), _table(run("top_chats"), [
-        "source", "chat_type", "chat_title", "chat_id", "messages", "senders", "last_message_at"], limit=10)))
+    chats = run("top_chats")
+    out.append(Section(f"Top {charts.counted(len(chats), 'chat')}" if chats else "Top chats", describe("top_chats"),
+                       _table(chats, ["source", "chat_type", "chat_title", "chat_id", "messages", "senders",
+                                      "last_message_at"])))
     out.append(Section("Failures by error code", describe("failures_by_error_code"), _table(
         run("failures_by_error_code"), ["error_code", "error_title", "failures", "recipients", "last_failure_at"])))
     return out
 
 
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 840px;
-       color: #222; background: #fff; }
+STYLE = (f"body {{ font-family: {charts.FONT_FAMILY};\n"
+         "       margin: 2rem auto; max-width: 840px; color: #222; background: #fff; }" """
 h1 { margin-bottom: .2rem; } .meta { color: #666; margin-top: 0; }
 section { margin: 2.2rem 0; } h2 { font-size: 1.15rem; margin-bottom: .3rem; }
 .question { color: #555; margin-top: 0; font-size: .92rem; }
@@ -112,7 +126,11 @@ table { border-collapse: collapse; font-size: .85rem; width: 100%; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #eee; }
 .empty { color: #888; } .totals span { display: inline-block; margin-right: 1.6rem; }
 .totals b { font-size: 1.4rem; display: block; }
-"""
+""")
+
+# The totals above the charts: (column of messages_per_day, its label for one, for any other count).
+TOTALS = [("messages", "message", "messages"), ("inbound", "inbound", "inbound"), ("outbound", "outbound", "outbound"),
+          ("edits", "edit", "edits")]
 
 
 def render(sections_: list[Section], first_day: date, last_day: date, source: str, totals: dict[str, int]) -> str:
@@ -121,8 +139,8 @@ def render(sections_: list[Section], first_day: date, last_day: date, source: st
              f"<h1>Chat traffic, {first_day} to {last_day}</h1>",
              f'<p class="meta">chatlake report from {escape(source)}, generated '
              f'{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Times are UTC.</p>',
-             '<p class="totals">' + "".join(f"<span><b>{v:,}</b>{escape(k)}</span>" for k, v in totals.items())
-             + "</p>"]
+             '<p class="totals">' + "".join(f"<span><b>{totals[k]:,}</b>{escape(charts.plural(totals[k], one, many))}"
+                                           "</span>" for k, one, many in TOTALS) + "</p>"]
     for s in sections_:
         parts.append(f"<section><h2>{escape(s.title)}</h2><p class=\"question\">{escape(s.question)}</p>"
                      f"{s.body}</section>")
@@ -147,5 +165,5 @@ def build(engine: query.DuckDBEngine | query.AthenaEngine, days: int, today: dat
         return files[name].description
 
     per_day = run("messages_per_day")
-    totals = {k: _total(per_day, k) for k in ("messages", "inbound", "outbound", "edits")}
+    totals = {k: _total(per_day, k) for k, _, _ in TOTALS}
     return render(sections(run, describe), first_day, last_day, source, totals)

@@ -7,7 +7,21 @@ from collections.abc import Sequence
 from html import escape
 
 PALETTE = ["#2a9d8f", "#e76f51", "#264653", "#e9c46a", "#8ab17d", "#f4a261", "#6d597a", "#b56576"]
-FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12"'
+# Text first, then the emoji fonts of macOS, Windows and Linux: chat titles and message texts carry emoji, which
+# the text fonts lack (without an emoji font installed, a browser draws a box). One stack for the page and the charts.
+FONT_FAMILY = ('system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif, '
+               '"Apple Color Emoji", "Segoe UI Emoji", "Noto Color Emoji"')
+FONT = f"font-family='{FONT_FAMILY}' font-size=\"12\""
+
+
+def plural(n: float, noun: str, nouns: str | None = None) -> str:
+    """`noun` for exactly one, else `nouns` (default `noun` + "s"): "1 message", "0 messages", "2.5 messages"."""
+    return noun if n == 1 else nouns or noun + "s"
+
+
+def counted(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun in agreement, with thousands separators: "1 delivery", "1,204 deliveries"."""
+    return f"{n:,} {plural(n, noun, nouns)}"
 
 
 def _fmt(value: float) -> str:
@@ -73,11 +87,12 @@ def stacked_bars(categories: Sequence[str], series: dict[str, Sequence[float]], 
     return "".join(parts)
 
 
-def horizontal_bars(items: Sequence[tuple[str, float]], title: str, width: int = 760, unit: str = "") -> str:
-    """One labelled bar per item, largest first (e.g. the message-type mix, a funnel)."""
+def horizontal_bars(items: Sequence[tuple[str, float]], title: str, width: int = 760, noun: str = "") -> str:
+    """One labelled bar per item, in the order given (e.g. the message-type mix, a funnel); each value is
+    followed by `noun` in agreement with it ("1 message", "3 messages") when one is given."""
     if not items:
         return _empty(width, 120)
-    label_w, right, row = 150, 70 + 7 * len(unit), 24
+    label_w, right, row = 150, 70 + 7 * len(noun), 24
     height = 12 + row * len(items)
     top_value = max(v for _, v in items) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
@@ -88,7 +103,8 @@ def horizontal_bars(items: Sequence[tuple[str, float]], title: str, width: int =
         parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" fill="#333">{escape(label)}</text>'
                      f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" '
                      f'fill="{PALETTE[i % len(PALETTE)]}"/>'
-                     f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" fill="#333">{_fmt(value)}{escape(unit)}</text>')
+                     f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" fill="#333">{_fmt(value)}'
+                     f'{escape(" " + plural(value, noun)) if noun else ""}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

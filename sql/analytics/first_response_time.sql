@@ -1,7 +1,6 @@
 -- First-response time on WhatsApp, per day: for each inbound message (reactions and system notices excluded),
 -- the wait until the business next wrote to that contact - a message it sent, known from its `sent` status,
 -- or one sent from the WhatsApp Business app (an outbound echo). A message never followed by one is unanswered.
--- (The running minimum runs newest to oldest, so each row sees every later event: one pass per contact.)
 WITH events AS (
     SELECT chat_id AS contact, sent_at AS event_at, 0 AS is_reply, dt
     FROM messages
@@ -21,6 +20,7 @@ waits AS (
         dt,
         event_at AS received_at,
         is_reply,
+        -- The running minimum runs newest to oldest, so each row sees every later event: one pass per contact.
         min(CASE WHEN is_reply = 1 THEN event_at END) OVER (
             PARTITION BY contact
             ORDER BY event_at DESC, is_reply DESC

@@ -45,7 +45,7 @@ def test_the_report_is_one_offline_file_with_every_chart(report_html):
     html = report_html.read_text()
     assert html.count("<svg") == 5  # per day, busiest hours, types, first response, funnel
     for title in ("Messages per day", "Busiest hours (UTC)", "Message types", "First-response time on WhatsApp",
-                  "WhatsApp delivery funnel", "Top chats", "Failures by error code"):
+                  "WhatsApp delivery funnel", "Top 20 chats", "Failures by error code"):
         assert f"<h2>{title}" in html
     assert not re.search(r"<script|<link|\bsrc=|@import|url\(", html)  # nothing to fetch, nothing to run
     assert str(TODAY - timedelta(days=6)) in html and str(TODAY) in html
@@ -138,3 +138,68 @@ def test_report_sections_take_a_null_count_as_zero():
     waits = next(s for s in out if s.title.startswith("First-response"))
     assert "(average —)" in waits.title and ">3 messages</text>" in waits.body
     assert ">delivered</text>" in next(s for s in out if s.title == "WhatsApp delivery funnel").body
+
+
+def section(html: str, title_start: str) -> str:
+    """One <section> of the report, from its <h2> on."""
+    start = html.index(f"<h2>{title_start}")
+    return html[start:html.index("</section>", start)]
+
+
+def test_top_chats_title_counts_the_rows_shown(report_html):
+    top = section(report_html.read_text(), "Top ")
+    shown = top.count("<tr>") - 1  # the header row
+    assert re.match(r"<h2>Top (\d+) chats</h2>", top).group(1) == str(shown)
+    assert shown == 20  # what the analytics file asks for, all of it drawn
+
+
+def test_message_types_draw_the_top_and_one_other_bar_for_the_rest():
+    rows = [{"source": "telegram", "message_type": f"type{i:02d}", "messages": 40 - i} for i in range(27)]
+    out = report.sections(lambda name: rows if name == "message_types" else [], lambda name: name)
+    body = next(s for s in out if s.title == "Message types").body
+    labels = re.findall(r'text-anchor="end" fill="#333">([^<]+)</text>', body)
+    values = [int(v) for v in re.findall(r'fill="#333">(\d+)</text>', body)]
+    rest = 27 - report.TOP_TYPES
+    assert labels == [f"telegram: type{i:02d}" for i in range(report.TOP_TYPES)] + [f"other ({rest} types)"]
+    assert values[-1] == sum(40 - i for i in range(report.TOP_TYPES, 27))
+    assert sum(values) == sum(r["messages"] for r in rows)  # the bars add up to every message
+    one_more = rows[:report.TOP_TYPES + 1]  # one type more than the top: drawn, not folded into "other (1 type)"
+    out = report.sections(lambda name: one_more if name == "message_types" else [], lambda name: name)
+    assert "other" not in next(s for s in out if s.title == "Message types").body
+
+
+def test_one_of_each_is_singular(tmp_path, monkeypatch, capsys):
+    """A lake with one message: "1 message", "Top 1 chat", never "1 messages"."""
+    storage = FolderStorage(tmp_path / "lake")
+    body = synthetic.samples(int(datetime.now(UTC).timestamp()))["telegram"]
+    synthetic.store(storage, [synthetic.Delivery("telegram", body, day=TODAY)])
+    etl.run_day(storage, TODAY)
+    monkeypatch.setenv("DATALAKE_URL", str(tmp_path / "lake"))
+    out = tmp_path / "one.html"
+    assert cli.main(["report", "--days", "1", "--out", str(out)]) == 0
+    assert "the last 1 day)" in capsys.readouterr().out
+    html = out.read_text()
+    assert "<b>1</b>message</span>" in html and "<b>0</b>edits</span>" in html
+    assert "<h2>Top 1 chat</h2>" in html
+    assert not re.search(r"(?<![\d.,])1 (messages|chats|types|edits|days|deliveries)\b", html)
+    funnel = charts.horizontal_bars([("sent", 1), ("read", 0), ("delivered", 2.5)], "t", noun="message")
+    assert ">1 message</text>" in funnel and ">0 messages</text>" in funnel and ">2.5 messages</text>" in funnel
+
+
+def test_section_descriptions_are_for_analysts(report_html):
+    """What each section answers, not how its SQL works (that note belongs next to the SQL)."""
+    questions = re.findall(r'<p class="question">([^<]*)</p>', report_html.read_text())
+    assert len(questions) == 7
+    for text in questions:
+        assert not re.search(r"running minimum|one pass|window|partition by|newest to oldest", text, re.I), text
+
+
+def test_the_font_stack_names_emoji_fonts(report_html):
+    """Chat titles carry emoji: the page and the charts name an emoji font after the text fonts, so a machine
+    that has one shows the emoji, not a box."""
+    html = report_html.read_text()
+    style = html[html.index("<style>"):html.index("</style>")]
+    for font in ('"Apple Color Emoji"', '"Segoe UI Emoji"', '"Noto Color Emoji"'):
+        assert font in style and font in charts.FONT
+    assert html.count(f"font-family='{charts.FONT_FAMILY}'") == 5  # every chart
+    assert "Clientes VIP 🌟" in html  # as text, for the font to draw
