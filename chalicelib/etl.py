@@ -35,6 +35,7 @@ from typing import Any
 from chalicelib import layout, pii, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError
+from chalicelib.values import decode
 
 log = logging.getLogger("chatlake.etl")
 
@@ -93,28 +94,9 @@ def yesterday(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).date() - timedelta(days=1)
 
 
-def decode(body: bytes) -> Any:
-    """JSON from bytes: orjson for speed, the standard library for what orjson refuses but JSON allows
-    (lone surrogate escapes, NaN, huge integers), so nothing the webhook accepted is rejected here. An integer
-    past Python's int-string limit stays its digit string, as the webhook reads it."""
-    import orjson
-
-    from chalicelib.webhook import json_int
-
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:  # only the int-string limit raises a plain ValueError: read again, keeping the digits
-        return json.loads(text, parse_int=json_int)
-
-
 def parse_delivery(source: str, raw_key: str, body: bytes) -> Parsed:
-    """One raw delivery → rows, or problems; never raises (a parser bug becomes a reject, not a lost day)."""
+    """One raw delivery → rows, or problems; never raises. This is the one catch-all for parser crashes (the
+    parsers carry none): a parser bug becomes the delivery's one reject, not a lost day."""
     try:
         value = decode(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:

@@ -42,3 +42,15 @@ def run_daily_etl() -> list[etl.DayResult]:
 
     s = settings()
     return etl.catch_up(storage(s.datalake_url), datetime.now(UTC).date(), s.pii_salt(), window=s.retry_window_days)
+
+
+def use_storage(url: str, storage: Storage) -> None:
+    """Make `storage(url)` answer with this storage: for tests that build theirs around a moto, throttled or broken
+    client, which `open_storage` cannot make from a URL."""
+    _storages[url] = storage
+
+
+def reset() -> None:
+    """Forget the cached storages, as a new process (a Lambda cold start) would: the cache keeps a warm Lambda's S3
+    client and connections between invocations; tests call this so no storage leaks from one test into the next."""
+    _storages.clear()

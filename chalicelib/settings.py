@@ -74,6 +74,15 @@ def read_dotenv(path: str = DOTENV_PATH) -> dict[str, str]:
     return _dotenv_cache[path]
 
 
+def reset() -> None:
+    """Forget the cached `.env` files and SSM values, as a new process (a Lambda cold start) would. The caches are
+    what keeps a warm Lambda from re-reading them on every request; tests, and `make run` after it writes `.env`,
+    call this so the next read sees the new values."""
+    with _ssm_lock:
+        _ssm_cache.clear()
+    _dotenv_cache.clear()
+
+
 def _default_ssm_client() -> Any:
     import boto3
 

@@ -2,11 +2,13 @@
 
 The ETL calls `parse` once per raw delivery (about 100k times a run), so this is plain dict look-ups: no
 regexes, no copies, no recursion. The raw layer keeps any authenticated JSON object, so every field is
-type-checked here and a wrong type is treated as absent: `parse` never raises, whatever it is given.
+type-checked here and a wrong type is treated as absent: `parse` does not raise, whatever it is given (should a
+bug make it, `etl.parse_delivery` turns the crash into the delivery's one reject).
 
-Fields are read through `_get`, which treats `false`, `null`, `""`, `[]` and `{}` as absent: client libraries
+Fields are read through `values.get`, which treats `false`, `null`, `""`, `[]` and `{}` as absent: client libraries
 that re-serialise updates (python-telegram-bot's `Update.to_json()`) write every optional flag as `false`, and
-some write nulls, so such a value must mean exactly what a missing field means (a `0` is a real value).
+some write nulls, so such a value must mean exactly what a missing field means (a `0` is a real value). The
+readers in `values` are the WhatsApp parser's too, so both read a value the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.schema import Message, Parsed
+from chalicelib.values import clean, get, integer, mapping, millis, present, string
 
 SOURCE = "telegram"
-
-# 9999-12-31T23:59:59Z. A larger `date` is not a time Parquet (ms) or Athena can hold.
-MAX_UNIX_SECONDS = 253_402_300_799
 
 # Update fields whose value is a Message, and whether that message is a later version of one (an edit).
 # `guest_message` (Bot API 10.0) is a message a user sent to the bot in a chat the bot is a guest of.
@@ -235,14 +235,14 @@ def parse(update: dict[str, Any], raw_key: str) -> Parsed:
             "this is not a Bot API update; check what posts to /telegram"
         )
         return out
-    update_id = _int(_get(update, "update_id"))
+    update_id = integer(get(update, "update_id"))
     if update_id is None:
         out.problems.append(_no_update_id(update))
         return out
 
     known = False
     for key, value in update.items():
-        if key == "update_id" or _present(value) is None:
+        if key == "update_id" or present(value) is None:
             continue
         is_edit = MESSAGE_KINDS.get(key)
         if is_edit is None:
@@ -269,18 +269,16 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
             f"so it gives no row; {_NOT_FROM_TELEGRAM}"
         )
         return
-    chat = _get(msg, "chat")
-    if not isinstance(chat, dict):
-        chat = {}
-    chat_id = _int(_get(chat, "id"))
-    date = _seconds(_get(msg, "date"))
-    message_id = _int(_get(msg, "message_id"))
-    if chat_id is None or date is None or message_id is None:
+    chat = mapping(get(msg, "chat"))
+    chat_id = integer(get(chat, "id"))
+    sent_at = millis(integer(get(msg, "date")))
+    message_id = integer(get(msg, "message_id"))
+    if chat_id is None or sent_at is None or message_id is None:
         missing = [
             what
             for what, bad in (
                 ("chat (an object with an integer id)", chat_id is None),
-                ("date (positive Unix seconds)", date is None),
+                ("date (positive Unix seconds)", sent_at is None),
                 ("message_id (an integer)", message_id is None),
             )
             if bad
@@ -291,29 +289,29 @@ def _add_message(out: Parsed, update_id: int, kind: str, msg: Any, is_edit: bool
         )
         return
 
-    chat_type = _str(_get(chat, "type")) or ("private" if chat_id > 0 else "unknown")
+    chat_type = string(get(chat, "type")) or ("private" if chat_id > 0 else "unknown")
     sender_id, sender_name, sender_username = _sender(msg)
     message_type, content = _kind(msg)
     media_id, media_mime_type = (None, None) if content is None else _media(message_type, content)
     edited_at = None
     if is_edit:
         # An edit without a usable edit_date still gets a time distinct from the original's null.
-        edited_at = (_seconds(_get(msg, "edit_date")) or date) * 1000
+        edited_at = millis(integer(get(msg, "edit_date"))) or sent_at
     out.messages.append(
         Message(
             source=SOURCE,
             message_id=f"{chat_id}:{message_id}",
-            sent_at=date * 1000,
+            sent_at=sent_at,
             chat_id=str(chat_id),
             chat_type=chat_type,
             message_type=message_type,
             raw_key=raw_key,
             edited_at=edited_at,
-            chat_title=None if chat_type == "private" else _str(_get(chat, "title")),
+            chat_title=None if chat_type == "private" else string(get(chat, "title")),
             sender_id=sender_id,
             sender_name=sender_name,
             sender_username=sender_username,
-            text=_str(_get(msg, "text")) or _str(_get(msg, "caption")),
+            text=string(get(msg, "text")) or string(get(msg, "caption")),
             media_id=media_id,
             media_mime_type=media_mime_type,
             reply_to_message_id=_reply_to(msg, chat_id),
@@ -336,7 +334,7 @@ def _kind(msg: dict[str, Any]) -> tuple[str, Any]:
     new_object: str | None = None  # the first unknown field holding an object or array
     new_scalar: str | None = None  # the first unknown field holding anything else
     for key, value in msg.items():
-        if key in METADATA_FIELDS or _present(value) is None:  # `"group_chat_created": false` is no service
+        if key in METADATA_FIELDS or present(value) is None:  # `"group_chat_created": false` is no service
             continue
         rank = _RANK.get(key)
         if rank is not None:
@@ -351,7 +349,7 @@ def _kind(msg: dict[str, Any]) -> tuple[str, Any]:
     name = new_object or new_scalar
     if not name:
         return "unknown", None
-    return _clean(name), msg[name]
+    return clean(name), msg[name]
 
 
 def _media(kind: str, content: Any) -> tuple[str | None, str | None]:
@@ -360,7 +358,7 @@ def _media(kind: str, content: Any) -> tuple[str | None, str | None]:
         return _largest_photo(content), None
     if not isinstance(content, dict):
         return None, None
-    return _str(_get(content, "file_id")), _str(_get(content, "mime_type"))
+    return string(get(content, "file_id")), string(get(content, "mime_type"))
 
 
 def _largest_photo(sizes: Any) -> str | None:
@@ -372,10 +370,10 @@ def _largest_photo(sizes: Any) -> str | None:
     for size in sizes:
         if not isinstance(size, dict):
             continue
-        file_id = _str(_get(size, "file_id"))
+        file_id = string(get(size, "file_id"))
         if file_id is None:
             continue
-        width, height = _int(_get(size, "width")), _int(_get(size, "height"))
+        width, height = integer(get(size, "width")), integer(get(size, "height"))
         area = width * height if width is not None and height is not None and width >= 0 and height >= 0 else 0
         if area >= best_area:
             best, best_area = file_id, area
@@ -385,40 +383,40 @@ def _largest_photo(sizes: Any) -> str | None:
 def _sender(msg: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     """(id, name, username): `sender_chat` when present (then `from` is a placeholder): its id and title, as the
     contract says, and no username (that column is a person's); else `from`: id, "first last", username."""
-    who = _get(msg, "sender_chat")
+    who = get(msg, "sender_chat")
     if isinstance(who, dict):
-        name, username = _str(_get(who, "title")) or _full_name(who), None
+        name, username = string(get(who, "title")) or _full_name(who), None
     else:
-        who = _get(msg, "from")
+        who = get(msg, "from")
         if not isinstance(who, dict):
             return None, None, None
-        name, username = _full_name(who), _str(_get(who, "username"))
-    who_id = _int(_get(who, "id"))
+        name, username = _full_name(who), string(get(who, "username"))
+    who_id = integer(get(who, "id"))
     return (None if who_id is None else str(who_id)), name, username
 
 
 def _full_name(who: dict[str, Any]) -> str | None:
     """ "first last" without stray spaces, or None when both are missing."""
-    first, last = _str(_get(who, "first_name")), _str(_get(who, "last_name"))
-    return _str(f"{first or ''} {last or ''}".strip())
+    first, last = string(get(who, "first_name")), string(get(who, "last_name"))
+    return string(f"{first or ''} {last or ''}".strip())
 
 
 def _reply_to(msg: dict[str, Any], chat_id: int) -> str | None:
     """The id of the message this one answers, in the `<chat_id>:<message_id>` form."""
-    replied = _get(msg, "reply_to_message")
+    replied = get(msg, "reply_to_message")
     if isinstance(replied, dict):
-        replied_id = _int(_get(replied, "message_id"))
+        replied_id = integer(get(replied, "message_id"))
         # In a forum topic every message points at the topic's first (service) message: not a reply.
-        if replied_id is not None and _get(replied, "forum_topic_created") is None:
-            replied_chat = _get(replied, "chat")
-            replied_chat_id = _int(_get(replied_chat, "id")) if isinstance(replied_chat, dict) else None
+        if replied_id is not None and get(replied, "forum_topic_created") is None:
+            replied_chat = get(replied, "chat")
+            replied_chat_id = integer(get(replied_chat, "id")) if isinstance(replied_chat, dict) else None
             return f"{chat_id if replied_chat_id is None else replied_chat_id}:{replied_id}"
-    external = _get(msg, "external_reply")
+    external = get(msg, "external_reply")
     if isinstance(external, dict):
         # A reply to a message of another chat: its id is only known when Telegram names that chat.
-        external_id = _int(_get(external, "message_id"))
-        external_chat = _get(external, "chat")
-        external_chat_id = _int(_get(external_chat, "id")) if isinstance(external_chat, dict) else None
+        external_id = integer(get(external, "message_id"))
+        external_chat = get(external, "chat")
+        external_chat_id = integer(get(external_chat, "id")) if isinstance(external_chat, dict) else None
         if external_id is not None and external_chat_id is not None:
             return f"{external_chat_id}:{external_id}"
     return None
@@ -426,11 +424,11 @@ def _reply_to(msg: dict[str, Any], chat_id: int) -> str | None:
 
 def _looks_like_message(value: Any) -> bool:
     """Whether an unknown update field holds a Message (it has the three fields every message has)."""
-    return isinstance(value, dict) and all(_get(value, key) is not None for key in ("message_id", "chat", "date"))
+    return isinstance(value, dict) and all(get(value, key) is not None for key in ("message_id", "chat", "date"))
 
 
 def _no_update_id(update: dict[str, Any]) -> str:
-    if _get(update, "update_id") is None:
+    if get(update, "update_id") is None:
         return "Telegram update has no update_id: this is not a Bot API update; check what posts to /telegram"
     return (
         f"Telegram update has an update_id that is {_json_type(update['update_id'])}, not an integer: "
@@ -439,7 +437,7 @@ def _no_update_id(update: dict[str, Any]) -> str:
 
 
 def _unknown_kind(update_id: int, update: dict[str, Any]) -> str:
-    keys = [key for key, value in update.items() if key != "update_id" and _present(value) is not None]
+    keys = [key for key, value in update.items() if key != "update_id" and present(value) is not None]
     if not keys:
         what = "it has nothing besides update_id"
     else:
@@ -450,57 +448,9 @@ def _unknown_kind(update_id: int, update: dict[str, Any]) -> str:
     )
 
 
-_EMPTY_TYPES = (str, list, dict)
-
-
-def _present(value: Any) -> Any:
-    """The value, or None when it is `false`, `null`, `""`, `[]` or `{}`: what a re-serialising client writes for a
-    field it does not have. `0`, `0.0` and `true` are values."""
-    if value is None or value is False or (not value and type(value) in _EMPTY_TYPES):
-        return None
-    return value
-
-
-def _get(obj: dict[str, Any], key: str) -> Any:
-    """obj[key] when it is present (see `_present`), else None: the one way this module reads a field."""
-    return _present(obj.get(key))
-
-
-def _int(value: Any) -> int | None:
-    """An integer, also from a whole float (some re-encoders write 5.0); never from a bool or a string."""
-    kind = type(value)
-    if kind is int:
-        return value
-    if kind is float and value.is_integer():
-        return int(value)
-    return None
-
-
-def _seconds(value: Any) -> int | None:
-    """Unix seconds that a Parquet timestamp in ms can hold, else None."""
-    seconds = _int(value)
-    return seconds if seconds is not None and 0 < seconds <= MAX_UNIX_SECONDS else None
-
-
-def _str(value: Any) -> str | None:
-    """A non-empty string, else None ("" means absent in the contract)."""
-    if type(value) is not str or not value:
-        return None
-    return value if value.isascii() else _clean(value)
-
-
-def _clean(text: str) -> str:
-    """The text, with lone UTF-16 surrogates (valid JSON, invalid UTF-8) made U+FFFD so Parquet can hold it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
-    return text
-
-
 def _clip(name: str) -> str:
     """A field name short and clean enough to quote in a sentence."""
-    name = _clean(name)
+    name = clean(name)
     return name if len(name) <= 40 else name[:37] + "..."
 
 

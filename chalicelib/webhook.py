@@ -10,15 +10,13 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
-
-import orjson
 
 from chalicelib import layout
 from chalicelib.settings import ConfigError, Settings
 from chalicelib.storage import Storage, StorageError
+from chalicelib.values import decode
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 TELEGRAM_SECRET_HEADER = "x-telegram-bot-api-secret-token"
@@ -79,42 +77,15 @@ def whatsapp_signature(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def json_int(digits: str) -> int | str:
-    """A JSON integer as an int, or as its digit string past Python's int-string limit (4300 digits): the limit
-    guards against quadratic conversions, so it stays in place, but such a number is valid JSON all the same."""
-    try:
-        return int(digits)
-    except ValueError:
-        return digits
-
-
-def json_loads(text: str, parse_int: Callable[[str], Any] = json_int) -> Any:
-    """`json.loads`, also for JSON with an integer past Python's int-string limit (read again with `parse_int`).
-    Only then: a Python `parse_int` costs a call per integer, and a stack frame where deep nesting fails."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:  # only the int-string limit raises a plain ValueError here
-        return json.loads(text, parse_int=parse_int)
-
-
 def unreadable_reason(body: bytes) -> str | None:
-    """Why the body is not a JSON object, or None when it is."""
+    """Why the body is not a JSON object, or None when it is: read with the ETL's own `decode` (orjson first, for
+    nearly every delivery), so every body stored raw is one the ETL can read."""
     if not body:
         return "empty body"
     try:
-        value = orjson.loads(body)  # the fast path, for nearly every delivery
-    except orjson.JSONDecodeError:
-        pass  # read again below, for the reason or for what only the standard library accepts (as the ETL does)
-    else:
-        return None if isinstance(value, dict) else f"body is JSON but not an object (a {type(value).__name__})"
-    try:
-        text = body.decode("utf-8")
+        value = decode(body)
     except UnicodeDecodeError as e:
         return f"body is not UTF-8 ({e.reason} at byte {e.start})"
-    try:
-        value = json_loads(text, parse_int=str)  # validity is all that matters here
     except ValueError as e:
         return f"body is not JSON ({e})"
     except RecursionError:

@@ -1,27 +1,23 @@
 """WhatsApp Cloud API webhook deliveries -> `messages` and `statuses` rows (contract sections 3 and 3.1).
 
 `parse` is a pure function of one decoded POST body: no I/O, no clock, no PII hashing and no dedupe (the
-ETL does those). The body comes from outside, so every field is type-checked where it is read and nothing
-here raises: what cannot become a row becomes a sentence in `problems` (one `rejects` row each). It runs
-~100k times per ETL run, so it walks the payload once, copies nothing and builds error text only on error.
+ETL does those). The body comes from outside, so every field is type-checked where it is read (with the readers
+of `values`, shared with the Telegram parser) and nothing here raises: what cannot become a row becomes a sentence
+in `problems` (one `rejects` row each). It runs ~100k times per ETL run, so it walks the payload once, copies
+nothing and builds error text only on error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from chalicelib.schema import Message, Parsed, Status
+from chalicelib.values import EMPTY, digits, get, int64, mapping, millis, string
 
 SOURCE = "whatsapp"
 OBJECT = "whatsapp_business_account"
-# 9999-12-31T23:59:59Z: a later "timestamp" is no real time, and its milliseconds would overflow Parquet dates.
-MAX_SECONDS = 253_402_300_799
-_INT64 = 1 << 63
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MISSING = object()
-_EMPTY_TYPES = (str, list, dict)
 # Content types whose object carries a caption (the text a person typed under the media).
 _CAPTION_TYPES = frozenset({"image", "video", "document", "audio", "sticker"})
 # Profile names of one change's `contacts[]`: by wa_id, and by BSUID (`user_id`) for users without a phone number.
@@ -29,61 +25,22 @@ Names = tuple[dict[str, str], dict[str, str]]
 
 
 def parse(delivery: dict[str, Any], raw_key: str) -> Parsed:
-    """Rows and problems of one WhatsApp delivery; never raises, whatever JSON object comes in."""
+    """Rows and problems of one WhatsApp delivery, whatever JSON object comes in. It does not raise; should a bug
+    make it, `etl.parse_delivery` (the one catch-all) turns the crash into the delivery's one reject."""
     out = Parsed()
-    try:
-        _delivery(delivery, raw_key, out)
-    except Exception as e:  # a parser bug must not stop the day's ETL: the delivery becomes one reject
-        return Parsed(
-            problems=[
-                f"chatlake could not parse this WhatsApp delivery ({type(e).__name__}): it is kept raw; "
-                "report it with its raw key so the parser can be fixed, then re-run the ETL for its day"
-            ]
-        )
+    _delivery(delivery, raw_key, out)
     return out
 
 
-# --- reading values defensively ------------------------------------------------------------------------------------
-
-
-def _present(value: Any) -> Any:
-    """The value, or None when it is `false`, `null`, `""`, `[]` or `{}`: a library that re-serialises a payload may
-    write those for fields it does not have, so they mean exactly what a missing field means (`0` is a value)."""
-    if value is None or value is False or (not value and type(value) in _EMPTY_TYPES):
-        return None
-    return value
-
-
-def _get(obj: Mapping[str, Any], key: str) -> Any:
-    """obj[key] when it is present (see `_present`), else None: how every field below the envelope is read."""
-    return _present(obj.get(key))
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    """The value when it is a JSON object, else an empty read-only one (so `.get` chains stay safe)."""
-    return value if isinstance(value, dict) else _EMPTY
-
-
-def _text(value: Any) -> str | None:
-    """A non-empty string, safe to write as UTF-8 (lone surrogates from `\\ud800` escapes become U+FFFD)."""
-    if not isinstance(value, str) or not value:
-        return None
-    if value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return value
+# --- WhatsApp's own values: ids, phone numbers, times -----------------------------------------------------------------
 
 
 def _id(value: Any) -> str | None:
     """An identifier: a non-empty string, or an int64 a proxy may have sent unquoted (never a bool)."""
-    if isinstance(value, str):
-        return _text(value)
-    if type(value) is int and -_INT64 <= value < _INT64:
-        return str(value)
-    return None
+    if type(value) is str:
+        return string(value)
+    number = int64(value)
+    return None if number is None else str(number)
 
 
 def _phone(value: Any) -> str | None:
@@ -96,15 +53,7 @@ def _phone(value: Any) -> str | None:
 
 def _millis(value: Any) -> int | None:
     """Milliseconds from Meta's Unix-seconds digit string (or a bare int), None when not a real time."""
-    if isinstance(value, str):
-        if not (0 < len(value) <= 12 and value.isascii() and value.isdigit()):
-            return None
-        seconds = int(value)
-    elif type(value) is int:
-        seconds = value
-    else:
-        return None
-    return seconds * 1000 if 0 <= seconds <= MAX_SECONDS else None
+    return millis(digits(value, 12) if type(value) is str else int64(value))
 
 
 def _found(value: Any) -> str:
@@ -118,7 +67,7 @@ def _found(value: Any) -> str:
     if isinstance(value, str):
         return repr(value[:80]) + ("…" if len(value) > 80 else "")
     if type(value) is int:
-        return str(value) if -_INT64 <= value < _INT64 else "a huge number"
+        return "a huge number" if int64(value) is None else str(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, list):
@@ -193,12 +142,12 @@ def _value(value: Any, field: str, e: int, c: int, raw_key: str, out: Parsed) ->
             f"(found {_found(value)}): it gave no rows"
         )
         return
-    metadata = _map(_get(value, "metadata"))
-    account = _id(_get(metadata, "phone_number_id"))
+    metadata = mapping(get(value, "metadata"))
+    account = _id(get(metadata, "phone_number_id"))
     if field == "messages":
         messages = _items(value, "messages", e, c, out)
         if messages:
-            names = _names(_get(value, "contacts"))
+            names = _names(get(value, "contacts"))
             for i, msg in enumerate(messages):
                 row = _inbound(msg, names, account, raw_key)
                 _keep(row, "message", e, c, "messages", i, out)
@@ -207,7 +156,7 @@ def _value(value: Any, field: str, e: int, c: int, raw_key: str, out: Parsed) ->
     else:
         echoes = _items(value, "message_echoes", e, c, out)
         if echoes:
-            business = _phone(_get(metadata, "display_phone_number"))
+            business = _phone(get(metadata, "display_phone_number"))
             for i, msg in enumerate(echoes):
                 _keep(_echo(msg, business, account, raw_key), "message echo", e, c, "message_echoes", i, out)
     # value.errors[] (and anything else in the value) give no row: the raw delivery keeps them.
@@ -215,7 +164,7 @@ def _value(value: Any, field: str, e: int, c: int, raw_key: str, out: Parsed) ->
 
 def _items(value: Mapping[str, Any], key: str, e: int, c: int, out: Parsed) -> list[Any]:
     """The list under `key` (absent means none); anything else is reported once."""
-    items = _get(value, key)
+    items = get(value, key)
     if items is None or isinstance(items, list):
         return items or []
     out.problems.append(
@@ -247,14 +196,14 @@ def _names(contacts: Any) -> Names:
     if not isinstance(contacts, list):
         return by_wa, by_user
     for contact in contacts:
-        contact = _map(contact)
-        name = _text(_get(_map(_get(contact, "profile")), "name"))
+        contact = mapping(contact)
+        name = string(get(mapping(get(contact, "profile")), "name"))
         if name is None:
             continue
-        wa_id = _phone(_get(contact, "wa_id"))
+        wa_id = _phone(get(contact, "wa_id"))
         if wa_id is not None:
             by_wa.setdefault(wa_id, name)
-        user_id = _id(_get(contact, "user_id"))
+        user_id = _id(get(contact, "user_id"))
         if user_id is not None:
             by_user.setdefault(user_id, name)
     return by_wa, by_user
@@ -264,8 +213,8 @@ def _inbound(msg: Any, names: Names, account: str | None, raw_key: str) -> Messa
     """A message a user sent: the chat and the sender are the user (wa_id, else BSUID)."""
     if not isinstance(msg, dict):
         return f"is {_found(msg)}, not an object"
-    phone = _phone(_get(msg, "from"))
-    user_id = _id(_get(msg, "from_user_id"))
+    phone = _phone(get(msg, "from"))
+    user_id = _id(get(msg, "from_user_id"))
     name = names[0].get(phone) if phone is not None else None
     if name is None and user_id is not None:
         name = names[1].get(user_id)
@@ -277,8 +226,8 @@ def _echo(msg: Any, business: str | None, account: str | None, raw_key: str) -> 
     """A message the business sent from the WhatsApp Business app: the chat is the customer, the sender the business."""
     if not isinstance(msg, dict):
         return f"is {_found(msg)}, not an object"
-    chat = _phone(_get(msg, "to")) or _id(_get(msg, "to_user_id"))
-    sender = business or _phone(_get(msg, "from"))
+    chat = _phone(get(msg, "to")) or _id(get(msg, "to_user_id"))
+    sender = business or _phone(get(msg, "from"))
     return _row(msg, chat, "'to' or 'to_user_id'", sender, None, sender, "out", account, raw_key)
 
 
@@ -294,14 +243,14 @@ def _row(
     raw_key: str,
 ) -> Message | str:
     """The `messages` row of one message object (inbound or echo), or why there is none."""
-    event_id = message_id = _id(_get(msg, "id"))
-    at = _millis(_get(msg, "timestamp"))
-    kind = _text(_get(msg, "type")) or "unknown"
+    event_id = message_id = _id(get(msg, "id"))
+    at = _millis(get(msg, "timestamp"))
+    kind = string(get(msg, "type")) or "unknown"
     missing = []
     if event_id is None:
         missing.append("no 'id'")
     if at is None:
-        stamp = _get(msg, "timestamp")
+        stamp = get(msg, "timestamp")
         missing.append(
             "no 'timestamp'" if stamp is None else f"a 'timestamp' that is not Unix seconds ({_found(stamp)})"
         )
@@ -311,14 +260,14 @@ def _row(
     content = kind
     edited_at = None
     if kind == "edit" or kind == "revoke":  # a later version of another message: the row is that message's
-        event = _map(_get(msg, kind))
-        message_id = _id(_get(event, "original_message_id"))
+        event = mapping(get(msg, kind))
+        message_id = _id(get(event, "original_message_id"))
         if message_id is None:
             missing.append(f"no '{kind}.original_message_id'")
         edited_at = at
         if kind == "edit":
-            body = _map(_get(event, "message"))
-            content = _text(_get(body, "type")) or kind
+            body = mapping(get(event, "message"))
+            content = string(get(body, "type")) or kind
     if missing or message_id is None or at is None or chat is None:
         label = f"(id {_found(event_id)}) " if event_id is not None else ""
         return f"{label}has {' and '.join(missing)}"
@@ -327,7 +276,7 @@ def _row(
     else:
         text, media_id, mime, reply = _content(body, content)
         if reply is None and body is not msg:  # an edit's context may sit on the event instead of the new version
-            reply = _id(_get(_map(_get(msg, "context")), "id"))
+            reply = _id(get(mapping(get(msg, "context")), "id"))
     return Message(
         source=SOURCE,
         message_id=message_id,
@@ -352,23 +301,23 @@ def _row(
 
 def _content(body: Mapping[str, Any], kind: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(text, media id, MIME type, replied-to id) of a message whose content object sits under its type name."""
-    obj = _map(_get(body, kind))
-    reply = _id(_get(_map(_get(body, "context")), "id"))
+    obj = mapping(get(body, kind))
+    reply = _id(get(mapping(get(body, "context")), "id"))
     # Any content object with an `id` is media (image, audio, video, document, sticker, and future kinds).
-    media_id = _id(_get(obj, "id"))
-    mime = _text(_get(obj, "mime_type"))
+    media_id = _id(get(obj, "id"))
+    mime = string(get(obj, "mime_type"))
     if kind == "text" or kind == "system":
-        text = _text(_get(obj, "body"))
+        text = string(get(obj, "body"))
     elif kind in _CAPTION_TYPES:
-        text = _text(_get(obj, "caption"))  # never the file name
+        text = string(get(obj, "caption"))  # never the file name
     elif kind == "interactive":
-        text = _text(_get(_map(_get(obj, "button_reply")), "title"))
-        text = text or _text(_get(_map(_get(obj, "list_reply")), "title"))
+        text = string(get(mapping(get(obj, "button_reply")), "title"))
+        text = text or string(get(mapping(get(obj, "list_reply")), "title"))
     elif kind == "button" or kind == "order":
-        text = _text(_get(obj, "text"))  # a button's label, never its payload
+        text = string(get(obj, "text"))  # a button's label, never its payload
     elif kind == "reaction":
-        text = _text(_get(obj, "emoji"))  # a removed reaction has none: null
-        reply = _id(_get(obj, "message_id")) or reply
+        text = string(get(obj, "emoji"))  # a removed reaction has none: null
+        reply = _id(get(obj, "message_id")) or reply
     else:  # location, contacts, unsupported, future kinds: nothing a person typed
         text = None
     return text, media_id, mime, reply
@@ -381,31 +330,27 @@ def _status(item: Any, account: str | None, raw_key: str) -> Status | str:
     """One delivery status of a message the business sent, or why there is none."""
     if not isinstance(item, dict):
         return f"is {_found(item)}, not an object"
-    message_id = _id(_get(item, "id"))
-    status = _text(_get(item, "status"))
-    at = _millis(_get(item, "timestamp"))
+    message_id = _id(get(item, "id"))
+    status = string(get(item, "status"))
+    at = _millis(get(item, "timestamp"))
     if message_id is None or status is None or at is None:
         missing = [f"'{key}'" for key, ok in (("id", message_id), ("status", status), ("timestamp", at)) if ok is None]
         return f"has no usable {' or '.join(missing)}"
-    errors = _get(item, "errors")
-    error = _map(errors[0]) if isinstance(errors, list) and errors else _EMPTY
+    errors = get(item, "errors")
+    error = mapping(errors[0]) if isinstance(errors, list) and errors else EMPTY
     return Status(
         message_id=message_id,
         status=status,
         status_at=at,
         raw_key=raw_key,
-        recipient_id=_phone(_get(item, "recipient_id")) or _id(_get(item, "recipient_user_id")),
-        error_code=_code(_get(error, "code")),
-        error_title=_text(_get(error, "title")) or _text(_get(error, "message")),
-        pricing_category=_text(_get(_map(_get(item, "pricing")), "category")),
+        recipient_id=_phone(get(item, "recipient_id")) or _id(get(item, "recipient_user_id")),
+        error_code=_code(get(error, "code")),
+        error_title=string(get(error, "title")) or string(get(error, "message")),
+        pricing_category=string(get(mapping(get(item, "pricing")), "category")),
         account_id=account,
     )
 
 
 def _code(value: Any) -> int | None:
     """A Graph API error code: an int64 (or its digit string), never a bool."""
-    if type(value) is int and -_INT64 <= value < _INT64:
-        return value
-    if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
-        return int(value)
-    return None
+    return digits(value, 18) if type(value) is str else int64(value)

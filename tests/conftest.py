@@ -33,11 +33,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.chdir(tmp_path)
-    settings._dotenv_cache.clear()
-    settings._ssm_cache.clear()
-    runtime._storages.clear()
+    settings.reset()
+    runtime.reset()
     yield
-    runtime._storages.clear()
+    runtime.reset()
 
 
 @pytest.fixture
@@ -61,13 +60,13 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
     if request.param == "folder":
         storage: Storage = FolderStorage(tmp_path / "lake")
         monkeypatch.setenv("DATALAKE_URL", str(tmp_path / "lake"))
-        runtime._storages[str(tmp_path / "lake")] = storage
+        runtime.use_storage(str(tmp_path / "lake"), storage)
         yield storage
         return
     client = request.getfixturevalue("s3")
     storage = S3Storage("chatlake-test", "lake", client=client)
     monkeypatch.setenv("DATALAKE_URL", "s3://chatlake-test/lake")
-    runtime._storages["s3://chatlake-test/lake"] = storage
+    runtime.use_storage("s3://chatlake-test/lake", storage)
     yield storage
 
 

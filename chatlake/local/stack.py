@@ -33,7 +33,7 @@ def ensure_dotenv(path: Path) -> list[str]:
         with path.open("a") as f:
             f.writelines(header + lines)
         path.chmod(0o600)
-        settings_module._dotenv_cache.pop(str(path), None)
+        settings_module.reset()  # the next read sees the secrets just written
     return missing
 
 

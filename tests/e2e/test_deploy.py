@@ -278,7 +278,7 @@ def test_the_stage_secrets_resolve_from_ssm_once_per_cold_start(stage):
             assert {name: s.require(name) for name in values} == values
             assert s.telegram_secret_token() == values["TELEGRAM_SECRET_TOKEN"]
         assert sorted(ssm.calls) == sorted(env[f"{n}_PARAM"] for n in values)  # one call per parameter
-        settings._ssm_cache.clear()  # a new cold start reads them again
+        settings.reset()  # a new cold start reads them again
         settings.load(env, ssm_client_factory=lambda: ssm).require("WHATSAPP_APP_SECRET")
         assert len(ssm.calls) == 4
 

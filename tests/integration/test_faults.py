@@ -187,7 +187,7 @@ def test_webhook_on_throttled_s3_retries_inside_the_request_or_answers_503(
     is a 503, never a 500, so the platform retries later; an earlier attempt that landed is not written twice."""
     client, plain, throttle, waits = throttled_s3
     monkeypatch.setenv("DATALAKE_URL", f"s3://{BUCKET}/lake")
-    runtime._storages[f"s3://{BUCKET}/lake"] = S3Storage(BUCKET, "lake", client=client)
+    runtime.use_storage(f"s3://{BUCKET}/lake", S3Storage(BUCKET, "lake", client=client))
     storage = S3Storage(BUCKET, "lake", client=plain)  # what is in the bucket, seen past the throttle
     http = Client(app, stage_name="local")
 

@@ -211,7 +211,7 @@ def test_storage_failure_is_5xx_and_a_retry_stores_once(client, s3, secrets_env,
     from chalicelib import runtime
 
     monkeypatch.setenv("DATALAKE_URL", "s3://chatlake-late/lake")
-    runtime._storages["s3://chatlake-late/lake"] = storage = S3Storage("chatlake-late", "lake", client=s3)
+    runtime.use_storage("s3://chatlake-late/lake", storage := S3Storage("chatlake-late", "lake", client=s3))
     for source in ("telegram", "whatsapp"):
         r = post(client, source, SAMPLES[source])
         assert r.status_code == 503 and "retry" in r.json_body["error"]

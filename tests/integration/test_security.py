@@ -190,9 +190,9 @@ def test_no_secret_in_logs_responses_or_quarantine_whatever_the_outcome(
     else:
         (tmp_path / "a-file").write_text("where the lake folder should be")
         broken = FolderStorage(tmp_path / "a-file")
-    with monkeypatch.context() as m:
-        m.setitem(runtime._storages, runtime.settings().datalake_url, broken)
-        replies.append(client.http.post("/telegram", headers=tg_headers, body=b'{"update_id": 99}'))
+    runtime.use_storage(runtime.settings().datalake_url, broken)
+    replies.append(client.http.post("/telegram", headers=tg_headers, body=b'{"update_id": 99}'))
+    runtime.use_storage(runtime.settings().datalake_url, lake)
     assert [r.status_code for r in replies[-2:]] == [503, 503]
 
     said = _everything_said(caplog, replies, lake)

@@ -8,7 +8,7 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import etl
+from chalicelib import etl, values
 from chalicelib.webhook import unreadable_reason, whatsapp_signature
 from tests.conftest import SECRETS, keys
 
@@ -58,7 +58,7 @@ def test_huge_integer_delivery_is_stored_raw_and_answered_200(client, lake, secr
 
 
 def test_decode_keeps_a_huge_integer_as_its_digits():
-    value = etl.decode(b'{"a": ' + HUGE + b', "b": [-' + HUGE + b', 12]}')
+    value = values.decode(b'{"a": ' + HUGE + b', "b": [-' + HUGE + b', 12]}')
     assert value == {"a": HUGE.decode(), "b": ["-" + HUGE.decode(), 12]}
 
 

@@ -66,6 +66,18 @@ def test_secrets_from_ssm_are_read_once_per_process():
         assert ssm.calls == 1
         # a plain value still wins over the parameter (local use)
         assert settings.load({**env, "WHATSAPP_APP_SECRET": "plain"}).get("WHATSAPP_APP_SECRET") == "plain"
+        settings.reset()  # as a new cold start
+        assert settings.load(env, ssm_client_factory=lambda: ssm).require("WHATSAPP_APP_SECRET") == "s3cr3t"
+        assert ssm.calls == 2
+
+
+def test_dotenv_is_read_once_until_reset(tmp_path):
+    (tmp_path / ".env").write_text("RETRY_WINDOW_DAYS=3\n")
+    assert settings.load({}).retry_window_days == 3
+    (tmp_path / ".env").write_text("RETRY_WINDOW_DAYS=5\n")
+    assert settings.load({}).retry_window_days == 3  # cached for the process
+    settings.reset()
+    assert settings.load({}).retry_window_days == 5
 
 
 def test_missing_ssm_parameter_says_what_to_do():

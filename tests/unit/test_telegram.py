@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from chalicelib.schema import Message, Parsed
-from chalicelib.telegram import MAX_UNIX_SECONDS, parse
+from chalicelib.telegram import parse
+from chalicelib.values import MAX_UNIX_SECONDS
 from tests.conftest import PAYLOADS
 
 CORPUS = PAYLOADS / "telegram"
