@@ -19,7 +19,7 @@ from chalicelib import runtime
 from chalicelib.settings import Settings
 from chatlake import ui
 from chatlake.local import synthetic
-from chatlake.local.stack import GENERATED_SECRETS, PROJECT_DIR, ensure_dotenv, stop
+from chatlake.local.stack import GENERATED_SECRETS, PROJECT_DIR, ensure_dotenv, listen_problem, stop
 
 CLIENTS = 8  # concurrent senders, like a platform delivering to several Lambda instances
 
@@ -82,6 +82,9 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
     started = None
     if healthy(base_url):
         print(f"Using the local stack already running at {base_url}.")
+    elif problem := listen_problem("127.0.0.1", port, target="demo"):
+        print(f"error: {problem}", file=sys.stderr)  # not a chatlake stack: nothing to post to, nowhere to start one
+        return 2
     else:
         print(f"Starting the local stack at {base_url} ...", flush=True)
         started, _ = start_stack(port)
@@ -100,10 +103,9 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
     finally:
         if started is not None:
             stop(started)
-    storage = runtime.storage()
-    result = etl.run_day(storage, now.date(), settings.pii_salt())
-    ui.print_table([result.as_dict()], ["day", "deliveries", "messages", "statuses", "rejects", "duplicates",
-                                        "seconds"], title=f"Today's ETL on {storage.url}")
+    ctx = runtime.etl_context(settings)
+    result = etl.run_day(ctx.storage, now.date(), ctx.pii_salt, window=ctx.window)
+    ui.print_table([result.as_dict()], etl.RESULT_COLUMNS, title=f"Today's ETL on {ctx.storage.url}")
     show_analytics(settings)
     print("\nNext:")
     print("  .venv/bin/chatlake query top_chats        any sql/analytics file, or your own SQL")
