@@ -15,8 +15,8 @@ from chalicelib.settings import ConfigError
 from chalicelib.webhook import HttpError
 
 app = Chalice(app_name="chatlake")
-log = logging.getLogger("chatlake")
-log.setLevel(logging.INFO)
+logging.getLogger("chatlake").setLevel(logging.INFO)
+log = logging.getLogger("chatlake.app")
 # The API only answers JSON and text, and bodies are stored as the bytes received: API Gateway need only
 # base64 what is declared binary. A short list also spares each request chalice's matching of 16 types.
 app.api.binary_types = ["application/octet-stream"]
