@@ -11,10 +11,12 @@ from collections.abc import Callable
 from chalice import Chalice, Cron, Response
 
 from chalicelib import runtime, webhook
+from chalicelib.settings import ConfigError
 from chalicelib.webhook import HttpError
 
 app = Chalice(app_name="chatlake")
 logging.getLogger("chatlake").setLevel(logging.INFO)
+log = logging.getLogger("chatlake.app")
 # The API only answers JSON and text, and bodies are stored as the bytes received: API Gateway need only
 # base64 what is declared binary. A short list also spares each request chalice's matching of 16 types.
 app.api.binary_types = ["application/octet-stream"]
@@ -29,6 +31,10 @@ def _respond(handler: Callable[[], Response]) -> Response:
         return handler()
     except HttpError as e:
         return Response({"ok": False, "error": e.message}, status_code=e.status)
+    except ConfigError as e:  # e.g. a malformed DATALAKE_URL: said in the log, not to whoever posts; platforms retry
+        log.error("not configured: %s", e)
+        return Response({"ok": False, "error": "the service is misconfigured; nothing was stored, retry later"},
+                        status_code=503)
 
 
 def _receive(source: str) -> Response:

@@ -6,6 +6,7 @@ backend is cached per `DATALAKE_URL`, so its S3 client and connections survive b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chalicelib import settings as settings_module
@@ -33,6 +34,22 @@ def storage(url: str | None = None) -> Storage:
 DAILY_ETL_AT = (0, 5)  # (hour, minute)
 
 
+@dataclass(frozen=True)
+class EtlContext:
+    """What every ETL run needs besides its days: the lake, the PII salt (None: identifiers kept) and the retry
+    window. Built in one place so the schedule, `chatlake etl`/`backfill`/`status` and the demo agree."""
+
+    storage: Storage
+    pii_salt: str | None
+    window: int
+
+
+def etl_context(s: Settings | None = None) -> EtlContext:
+    """The ETL's context from the settings (raises ConfigError for a bad DATALAKE_URL, PII_MODE or window)."""
+    s = s or settings()
+    return EtlContext(storage(s.datalake_url), s.pii_salt(), s.retry_window_days)
+
+
 def run_daily_etl() -> list[etl.DayResult]:
     """The schedule's run (the Lambda, and `make run`): every day of the retry window before today that is
     behind, oldest first. Yesterday is behind until it has run; a failed night is repaired by the next one."""
@@ -40,8 +57,8 @@ def run_daily_etl() -> list[etl.DayResult]:
 
     from chalicelib import etl
 
-    s = settings()
-    return etl.catch_up(storage(s.datalake_url), datetime.now(UTC).date(), s.pii_salt(), window=s.retry_window_days)
+    ctx = etl_context()
+    return etl.catch_up(ctx.storage, datetime.now(UTC).date(), ctx.pii_salt, window=ctx.window)
 
 
 def use_storage(url: str, storage: Storage) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
+
+from chalicelib.settings import ConfigError
 
 
 class StorageError(Exception):
@@ -223,18 +226,48 @@ def make_s3_client() -> Any:
     )
 
 
+#: What a DATALAKE_URL may be, for the messages that refuse one.
+LAKE_URL_FORMS = "s3://bucket[/prefix], file:///abs/path or a folder path"
+
+
+class LakeUrlError(ConfigError):
+    """DATALAKE_URL is not a lake this code can open; the one-line message says what to write instead."""
+
+
 def open_storage(url: str, s3_client: Any = None) -> Storage:
-    """The backend for a `DATALAKE_URL`: `s3://bucket[/prefix]`, `file:///abs/path` or a plain path."""
+    """The backend for a `DATALAKE_URL`: `s3://bucket[/prefix]`, `file:///abs/path` or a plain path. Anything else
+    is a LakeUrlError (a ConfigError) rather than a folder with an odd name: `s3:/x` or `~/lake` would otherwise
+    become a folder `./s3:/x` or `./~/lake` that the webhooks fill quietly."""
     if url.startswith("s3://"):
         parsed = urlparse(url)
         if not parsed.netloc:
-            raise ValueError(f"DATALAKE_URL {url!r} has no bucket: use s3://bucket[/prefix]")
+            raise LakeUrlError(f"DATALAKE_URL {url!r} has no bucket: use s3://bucket[/prefix]")
         return S3Storage(parsed.netloc, parsed.path, client=s3_client)
     if url.startswith("file://"):
         parsed = urlparse(url)
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"DATALAKE_URL {url!r}: a file:// URL must be absolute (file:///path)")
+            raise LakeUrlError(f"DATALAKE_URL {url!r}: a file:// URL must be absolute (file:///path)")
         return FolderStorage(parsed.path)
-    if "://" in url:
-        raise ValueError(f"DATALAKE_URL {url!r}: use s3://bucket[/prefix], file:///abs/path or a folder path")
+    if url.startswith("~"):
+        instead = "an absolute path or $HOME" + url[1:] if url[1:2] in ("", "/") else "an absolute path"
+        raise LakeUrlError(f"DATALAKE_URL {url!r}: ~ is not expanded here: use {instead}")
+    if m := _SCHEME.match(url):
+        scheme = (m.group(1) or m.group(2)).lower()
+        what = (f"is not a valid {scheme}:// URL" if scheme in ("s3", "file")
+                else f"uses {scheme}://, which is not supported")
+        raise LakeUrlError(f"DATALAKE_URL {url!r} {what}: use {LAKE_URL_FORMS}")
     return FolderStorage(url)
+
+
+# A URL scheme, or what a typo left of one (`s3:/x`, `s3:bucket`, `gs://x`); `a:b` stays a folder name.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?=/)|(s3|file):", re.IGNORECASE)
+
+
+def require_existing(storage: Storage) -> None:
+    """For commands that only read the lake: a folder lake must exist. It is created by its first write (the
+    webhooks, `chatlake etl`/`backfill`); before that, reading it would show an empty lake, which hides a
+    DATALAKE_URL that points at the wrong place. S3 is not checked here: that needs the network."""
+    if isinstance(storage, FolderStorage) and not storage.root.is_dir():
+        what = "is not a folder" if storage.root.exists() else "does not exist"
+        raise LakeUrlError(f"the data lake {storage.root} {what}: set DATALAKE_URL to your lake, or let the "
+                           "webhooks (make run) or chatlake etl create it")

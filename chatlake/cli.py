@@ -1,18 +1,24 @@
 """`chatlake VERB`: the command line (contract section 5).
 
-Exit codes: 0 success, 1 the work failed (message on stderr), 2 bad usage.
+Exit codes: 0 success, 1 the work failed (message on stderr), 2 bad usage (the verb's usage, then one line).
+Importing this module stays light (no duckdb, sqlglot, boto3, pyarrow or rich): `chatlake --help` and a usage
+error answer at once, and each verb imports what it needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from chalicelib import runtime
 from chalicelib.settings import ConfigError
-from chalicelib.storage import StorageError
+from chalicelib.storage import StorageError, require_existing
+from chatlake import __version__
 from chatlake.query import QueryError
 from chatlake.ui import safe_text
 
@@ -60,13 +66,14 @@ def cmd_etl(args: argparse.Namespace) -> int:
     from chalicelib import etl
     from chatlake import ui
 
-    settings = runtime.settings()
-    salt, window = settings.pii_salt(), settings.retry_window_days
-    storage = runtime.storage()
+    ctx = runtime.etl_context()
     day = args.date or etl.yesterday()
     with ui.progress_bar(f"ETL {day}", unit="deliveries") as advance:
-        result = etl.run_day(storage, day, salt, progress=advance, window=window)
-    ui.print_table([result.as_dict()], etl.RESULT_COLUMNS, title=f"ETL {day} on {storage.url}")
+        result = etl.run_day(ctx.storage, day, ctx.pii_salt, progress=advance, window=ctx.window)
+    if args.format == "json":
+        ui.print_json({"lake": ctx.storage.url, **result.as_dict()})
+    else:
+        ui.print_table([result.as_dict()], etl.RESULT_COLUMNS, title=f"ETL {day} on {ctx.storage.url}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -78,36 +85,40 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     if args.end < args.start:
         raise UsageError(f"--end {args.end} is before --start {args.start}")
-    settings = runtime.settings()
-    salt, window = settings.pii_salt(), settings.retry_window_days
-    storage = runtime.storage()
+    ctx = runtime.etl_context()
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
     with ui.progress_bar("backfill", unit="days", total=len(days)) as advance:
-        results = etl.run_days(storage, days, salt, on_day=lambda r: advance(days.index(r.day) + 1, len(days)),
-                               window=window)
+        results = etl.run_days(ctx.storage, days, ctx.pii_salt,
+                               on_day=lambda r: advance(days.index(r.day) + 1, len(days)), window=ctx.window)
     rows = [r.as_dict() for r in results]
     total = {"day": "total", **{k: sum(r[k] for r in rows) for k in etl.RESULT_COLUMNS[1:]}}
-    ui.print_table([*rows, total], etl.RESULT_COLUMNS, title=f"backfill {args.start} .. {args.end} on {storage.url}")
+    later = [d for d in (args.end + timedelta(days=i) for i in range(1, ctx.window + 1))
+             if d < datetime.now(UTC).date() and etl.behind_reason(ctx.storage, d, ctx.pii_salt, window=ctx.window)]
+    if args.format == "json":
+        ui.print_json({"lake": ctx.storage.url, "start": str(args.start), "end": str(args.end), "days": rows,
+                       "total": {k: total[k] for k in etl.RESULT_COLUMNS[1:]}, "behind_after": [str(d) for d in later]})
+    else:
+        ui.print_table([*rows, total], etl.RESULT_COLUMNS,
+                       title=f"backfill {args.start} .. {args.end} on {ctx.storage.url}")
     for r in results:
         for warning in r.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    later = [d for d in (args.end + timedelta(days=i) for i in range(1, window + 1))
-             if d < datetime.now(UTC).date() and etl.behind_reason(storage, d, salt, window=window)]
     if later:
-        print(f"{len(later)} later day(s) depend on these through the {window}-day retry window and are now behind: "
-              f"run chatlake backfill --start {later[0]} --end {later[-1]}", file=sys.stderr)
+        print(f"{len(later)} later day(s) depend on these through the {ctx.window}-day retry window and are now "
+              f"behind: run chatlake backfill --start {later[0]} --end {later[-1]}", file=sys.stderr)
     return 0
+
+
+#: The columns of `status`, in the table and in its JSON (plus `behind` and `reason` there).
+STATUS_COLUMNS = ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from chatlake import status, ui
 
-    if args.days < 1:
-        raise UsageError("--days must be at least 1")
-    settings = runtime.settings()
-    storage = runtime.storage()
+    ctx = runtime.etl_context()
     today = datetime.now(UTC).date()
-    days = status.recent(storage, today, args.days, settings.pii_salt(), settings.retry_window_days)
+    days = status.recent(ctx.storage, today, args.days, ctx.pii_salt, ctx.window)
 
     def state(d: status.DayStatus) -> str:
         if d.day == today:
@@ -119,9 +130,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
 
     rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows, "state": state(d)} for d in days]
-    ui.print_table(rows, ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"],
-                   title=f"chatlake status: {storage.url} (raw deliveries, quarantined bodies, rows written)")
     behind = sorted(d.day for d in days if d.behind and d.day != today)
+    if args.format == "json":
+        ui.print_json({"lake": ctx.storage.url, "today": str(today), "behind": [str(d) for d in behind],
+                       "days": [{**row, "behind": d.behind and d.day != today, "reason": d.reason}
+                                for row, d in zip(rows, days, strict=True)]})
+    else:
+        ui.print_table(rows, STATUS_COLUMNS,
+                       title=f"chatlake status: {ctx.storage.url} (raw deliveries, quarantined bodies, rows written)")
     if behind:
         print(f"{len(behind)} day(s) behind their raw data: run "
               f"chatlake backfill --start {behind[0]} --end {behind[-1]}", file=sys.stderr)
@@ -204,73 +220,150 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.host, args.port)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse that answers a mistyped choice (a verb, `--engine`, `--format`) with the closest one."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{did_you_mean(str(value), action.choices)}")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """" (did you mean top_chats?)", or the choices when none is close."""
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else f" (choose from {', '.join(choices)})"
+
+
+def analytics_names() -> list[str]:
+    """The names of sql/analytics/*.sql (what `chatlake query NAME` runs)."""
+    from chatlake import query
+
+    return [f.name for f in query.analytics()]
+
+
+_BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def sql_or_file(text: str) -> str:
+    """`query`'s argument. A single bare word can only be an analytics name (no statement is one word), so an
+    unknown one is bad usage with the closest name, not an SQL syntax error from the engine."""
+    if _BARE_NAME.fullmatch(text.strip()):
+        names = analytics_names()
+        if text.strip() not in names:
+            raise argparse.ArgumentTypeError(f"no analytics query named {text.strip()!r}"
+                                             f"{did_you_mean(text.strip(), names)}")
+    return text
+
+
+def _analytics_epilog() -> str:
+    from chatlake import query
+
+    def headline(description: str) -> str:  # "Top chats: the 20 conversations ..." -> "Top chats"
+        return textwrap.shorten(description.split(": ", 1)[0], 52, placeholder=" ...")
+
+    lines = [f"  {f.name:<25} {headline(f.description)}" for f in query.analytics()]
+    return "the analytics pack (sql/analytics), by name:\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatlake", description="chatlake command line")
+    parser = Parser(prog="chatlake", description="chatlake: WhatsApp and Telegram webhooks into a data lake, the "
+                    "daily ETL to Parquet, and SQL over it.",
+                    epilog="`chatlake VERB --help` shows a verb's options. Exit codes: 0 success, 1 the work failed, "
+                    "2 bad usage.")
+    parser.add_argument("--version", action="version", version=f"chatlake {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = verbs.add_parser("etl", help="run the daily ETL for one day (default: yesterday, UTC)")
-    p.add_argument("--date", type=parse_day, help="the day, YYYY-MM-DD (default: yesterday, UTC)")
-    p.set_defaults(func=cmd_etl)
+    def verb(name: str, summary: str, func: object, lake: str | None = None, **kwargs: object) -> Parser:
+        """A verb: `summary` is its line in `chatlake --help` and the description of `chatlake VERB --help`.
+        `lake`: "read" (a folder lake must exist), "open" (DATALAKE_URL must be well formed) or None."""
+        p = verbs.add_parser(name, help=summary, description=textwrap.fill(summary, 79), **kwargs)
+        p.set_defaults(func=func, lake=lake, verb_parser=p)
+        return p
 
-    p = verbs.add_parser("backfill", help="run the ETL for each day of a range, oldest first")
+    def output(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=("table", "json"), default="table",
+                       help="table (default; plain text when not a terminal) or one JSON document, for cron jobs "
+                            "and monitoring")
+
+    p = verb("etl", "run the daily ETL for one day (default: yesterday, UTC)", cmd_etl)
+    p.add_argument("--date", type=parse_day, help="the day, YYYY-MM-DD (default: yesterday, UTC)")
+    output(p)
+
+    p = verb("backfill", "run the ETL for each day of a range, oldest first", cmd_backfill)
     p.add_argument("--start", type=parse_day, required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--end", type=parse_day, required=True, help="last day, YYYY-MM-DD (included)")
-    p.set_defaults(func=cmd_backfill)
+    output(p)
 
-    p = verbs.add_parser("status", help="per day: raw deliveries, quarantined, rows, rejects, and days behind")
+    p = verb("status", "per day: raw deliveries, quarantined, rows, rejects, and days behind (exit 1 if any)",
+             cmd_status, lake="read")
     p.add_argument("--days", type=days_back, default=7, help="how many days back, today included (default 7)")
-    p.set_defaults(func=cmd_status)
+    output(p)
 
-    p = verbs.add_parser("set-telegram-webhook", help="register the webhook with Telegram (setWebhook with the "
-                         "secret token), then show getWebhookInfo")
+    p = verb("set-telegram-webhook", "register the webhook with Telegram (setWebhook with the secret token), then "
+             "show getWebhookInfo", cmd_set_telegram_webhook)
     p.add_argument("--url", type=_webhook_url, required=True,
                    help="the deployed /telegram route, e.g. https://abc123.execute-api.us-east-1.amazonaws.com/api/telegram")
-    p.set_defaults(func=cmd_set_telegram_webhook)
 
-    p = verbs.add_parser("publish-layer", help="publish the daily ETL's pyarrow layer (the pinned PyPI wheel) to "
-                         "Lambda in your AWS region")
+    p = verb("publish-layer", "publish the daily ETL's pyarrow layer (the pinned PyPI wheel) to Lambda in your AWS "
+             "region", cmd_publish_layer)
     p.add_argument("--stage", help="also make it the daily_etl layer of this stage in .chalice/config.json")
-    p.set_defaults(func=cmd_publish_layer)
 
-    p = verbs.add_parser("query", help="run Athena SQL (inline, a file, or a sql/analytics name) on DuckDB over "
-                         "the lake (default) or on Athena")
-    p.add_argument("sql", metavar="SQL_OR_FILE", help="the SQL, a .sql file, or an analytics name like top_chats")
+    p = verb("query", "run Athena SQL (inline, a file, or a sql/analytics name) on DuckDB over the lake (default) "
+             "or on Athena", cmd_query, lake="read", epilog=_analytics_epilog(),
+             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sql", type=sql_or_file, metavar="SQL_OR_FILE",
+                   help="the SQL, a .sql file, or an analytics name like top_chats (listed below)")
     p.add_argument("--engine", choices=("duckdb", "athena"), default="duckdb", help="where it runs (default duckdb)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default table)")
-    p.set_defaults(func=cmd_query)
 
-    p = verbs.add_parser("ddl", help="print the Athena DDL for every table and view (DATALAKE_URL must be s3://)")
-    p.set_defaults(func=cmd_ddl)
+    verb("ddl", "print the Athena DDL for every table and view (DATALAKE_URL must be s3://)", cmd_ddl, lake="open")
+    verb("setup-athena", "create the Glue/Athena database, tables and views (idempotent)", cmd_setup_athena,
+         lake="open")
 
-    p = verbs.add_parser("setup-athena", help="create the Glue/Athena database, tables and views (idempotent)")
-    p.set_defaults(func=cmd_setup_athena)
-
-    p = verbs.add_parser("report", help="write one self-contained HTML file with charts of the chat traffic")
+    p = verb("report", "write one self-contained HTML file with charts of the chat traffic", cmd_report, lake="read")
     p.add_argument("--days", type=days_back, default=30, help="how many days back, today included (default 30)")
     p.add_argument("--out", default="report.html", help="the file to write (default report.html)")
     p.add_argument("--engine", choices=["duckdb", "athena"], default="duckdb",
                    help="DuckDB over the lake (default) or Athena")
-    p.set_defaults(func=cmd_report)
 
-    p = verbs.add_parser("demo", help="post signed synthetic deliveries to the local stack, run the ETL, show results")
+    p = verb("demo", "post signed synthetic deliveries to the local stack, run the ETL, show results", cmd_demo,
+             lake="open")
     p.add_argument("--deliveries", type=int, default=500, help="how many deliveries to post (default 500)")
-    p.add_argument("--port", type=int, default=8000, help="the local stack's port (started if none is running)")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--port", type=port_number, default=8000,
+                   help="the local stack's port (default 8000; started there if none is running)")
 
-    p = verbs.add_parser("serve", help="run the local stack (what `make run` does)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.set_defaults(func=cmd_serve)
+    p = verb("serve", "run the local stack: webhooks, the lake, the daily ETL (what `make run` does)", cmd_serve)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine)")
+    p.add_argument("--port", type=port_number, default=8000, help="the port to listen on (default 8000)")
     return parser
+
+
+def port_number(text: str) -> int:
+    """`--port`: 1 to 65535, checked while parsing (bad usage, exit 2)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 1 to 65535")
+    return int(text)
+
+
+def check_lake(args: argparse.Namespace) -> None:
+    """DATALAKE_URL, checked before the verb runs: well formed for every verb that opens the lake, and, for one
+    that only reads it on this machine, an existing folder (an empty lake would hide a wrong DATALAKE_URL)."""
+    if args.lake is None or getattr(args, "engine", "duckdb") == "athena":
+        return
+    storage = runtime.storage()
+    if args.lake == "read":
+        require_existing(storage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_lake(args)
         return args.func(args)
     except UsageError as e:
-        parser.error(str(e))  # exits 2
+        args.verb_parser.error(str(e))  # the verb's usage, then the message; exits 2
     except (ConfigError, StorageError, QueryError) as e:
         print(f"error: {safe_text(str(e))}", file=sys.stderr)  # an engine's message can quote chat text
         return 1

@@ -6,6 +6,7 @@ terminal) and reaches rich as `Text`, never as a string rich would read as marku
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -52,18 +53,46 @@ def _cell(value: Any) -> str:
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
-    """A table a person can read in a terminal (plain aligned text when stdout is not a terminal)."""
+    """A table a person can read: rich's box-drawn table in a terminal, plain aligned text otherwise (a file, a
+    pipe, a cron mail), which `grep`, `cut` and `diff` read and no box-drawing character garbles."""
     from rich.console import Console
+
+    numeric = [any(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool) for r in rows)
+               for c in columns]
+    cells = [[safe_text(_cell(r.get(c))) for c in columns] for r in rows]
+    header = [safe_text(c) for c in columns]
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)  # wide when not measurable
+    if not console.is_terminal:  # rich's own test: a TTY, or TTY_COMPATIBLE/FORCE_COLOR say to treat it as one
+        sys.stdout.write(plain_table(header, cells, numeric, None if title is None else safe_text(title)))
+        return
     from rich.table import Table
-    from rich.text import Text
+    from rich.text import Text  # Text, not str: rich would read "[...]" in a str as markup
 
-    def text(value: str) -> Text:  # Text, not str: rich would read "[...]" in a str as markup
-        return Text(safe_text(value))
+    table = Table(title=None if title is None else Text(safe_text(title)), title_justify="left")
+    for name, right in zip(header, numeric, strict=True):
+        table.add_column(Text(name), justify="right" if right else "left", overflow="fold")
+    for row in cells:
+        table.add_row(*(Text(v) for v in row))
+    console.print(table)
 
-    table = Table(title=None if title is None else text(title), title_justify="left")
-    for c in columns:
-        numeric = any(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool) for r in rows)
-        table.add_column(text(c), justify="right" if numeric else "left", overflow="fold")
-    for r in rows:
-        table.add_row(*(text(_cell(r.get(c))) for c in columns))
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool],
+                title: str | None = None) -> str:
+    """Columns two spaces apart, numbers right-aligned, a dashed rule under the header; the title first. A cell's
+    newlines and tabs are shown as `\\n` and `\\t`, so that each row stays one line."""
+    rows = [[v.replace("\n", "\\n").replace("\t", "\\t") for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if right else v.ljust(w)
+                         for v, w, right in zip(values, widths, numeric, strict=True)).rstrip() + "\n"
+
+    rule = "  ".join("-" * w for w in widths) + "\n"
+    return (f"{title}\n" if title else "") + line(header) + rule + "".join(line(r) for r in rows)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout (`--format json`: for cron jobs and monitoring). ASCII only: any character of
+    the data that a terminal would act on is a \\u escape, never the character."""
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")

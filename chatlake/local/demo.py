@@ -19,7 +19,7 @@ from chalicelib import runtime
 from chalicelib.settings import Settings
 from chatlake import ui
 from chatlake.local import synthetic
-from chatlake.local.stack import GENERATED_SECRETS, PROJECT_DIR, ensure_dotenv, stop
+from chatlake.local.stack import GENERATED_SECRETS, PROJECT_DIR, ensure_dotenv, listen_problem, stop
 from chatlake.report.charts import counted
 
 CLIENTS = 8  # concurrent senders, like a platform delivering to several Lambda instances
@@ -84,6 +84,9 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
     started = None
     if healthy(base_url):
         print(f"Using the local stack already running at {base_url}.")
+    elif problem := listen_problem("127.0.0.1", port, target="demo"):
+        print(f"error: {problem}", file=sys.stderr)  # not a chatlake stack: nothing to post to, nowhere to start one
+        return 2
     else:
         print(f"Starting the local stack at {base_url} ...", flush=True)
         started, _ = start_stack(port)
@@ -107,14 +110,13 @@ def run(deliveries: int, port: int = 8000, seed: int | None = None) -> int:
     finally:
         if started is not None:
             stop(started)
-    storage = runtime.storage()
+    ctx = runtime.etl_context(settings)
     if earlier:
-        stored = synthetic.store(storage, earlier)
+        stored = synthetic.store(ctx.storage, earlier)
         print(f"Stored {counted(stored, 'delivery', 'deliveries')} of the {counted(days - 1, 'day')} before today "
               f"straight into the raw layer, as the webhook would have on those days.")
-    results = etl.run_days(storage, synthetic.calendar(now.date(), days), settings.pii_salt())
-    ui.print_table([r.as_dict() for r in results], ["day", "deliveries", "messages", "statuses", "rejects",
-                                                    "duplicates", "seconds"], title=f"The ETL per day on {storage.url}")
+    results = etl.run_days(ctx.storage, synthetic.calendar(now.date(), days), ctx.pii_salt, window=ctx.window)
+    ui.print_table([r.as_dict() for r in results], etl.RESULT_COLUMNS, title=f"The ETL per day on {ctx.storage.url}")
     show_analytics(settings)
     print("\nNext:")
     print("  .venv/bin/chatlake query top_chats        any sql/analytics file, or your own SQL")

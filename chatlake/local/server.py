@@ -8,7 +8,7 @@ once the stack is exposed through a tunnel.
   chunks pass the limit): a stranger must not make the server hold hundreds of MiB.
 - The access log shows query parameter names, never their values (`hub.verify_token` is a secret).
 
-Run as `python -m chatlake.local.server --host H --port P` (what `localstack.serve` starts).
+Run as `python -m chatlake.local.server --host H --port P` (what `chatlake serve` starts).
 """
 
 from __future__ import annotations
@@ -193,7 +193,14 @@ def make_server(host: str, port: int, stage: str = "local", project_dir: Path = 
     validate_routes(app_obj.routes)
     CustomLocalChalice.__bases__ = (LocalChalice, app_obj.__class__)  # as chalice.local.create_local_server does
     app_obj.__class__ = CustomLocalChalice
-    return LocalDevServer(app_obj, config, host, port, handler_cls=LocalRequestHandler)
+    try:
+        return LocalDevServer(app_obj, config, host, port, handler_cls=LocalRequestHandler)
+    except OSError as e:  # the bind: a busy port, an address this machine does not have
+        raise CannotListen(e) from e
+
+
+class CannotListen(Exception):
+    """The server could not bind its address; `main` says so in one line (exit 2)."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -209,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # As `chalice local`: the app's log lines on stdout, as in Lambda.
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-    server = make_server(args.host, args.port, args.stage)
+    try:
+        server = make_server(args.host, args.port, args.stage)
+    except CannotListen as e:
+        from chatlake.local.stack import cannot_listen
+
+        print(f"error: {cannot_listen(e.__cause__, args.host, args.port)}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (a background job)
     try:

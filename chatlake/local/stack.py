@@ -3,10 +3,12 @@ daily ETL, and a first-delivery hint."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -66,8 +68,12 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     try:
         settings.telegram_secret_token()
         settings.require("WHATSAPP_APP_SECRET")
+        runtime.storage(settings.datalake_url)  # a malformed DATALAKE_URL: refused now, not at the first delivery
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if problem := listen_problem(host, port):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     base_url = f"http://{host}:{port}"
     print(f"chatlake local stack: data lake {settings.datalake_url}")
@@ -95,6 +101,23 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     finally:
         stopping.set()
         stop(server)
+
+
+def listen_problem(host: str, port: int, target: str = "run") -> str | None:
+    """Why the local server could not listen on host:port (None: it can). Checked before it starts, so that a
+    busy port is one line rather than the server's traceback; the server maps its own bind error the same way."""
+    try:
+        socket.create_server((host, port)).close()  # SO_REUSEADDR, as the server binds
+    except OSError as e:
+        return cannot_listen(e, host, port, target)
+    return None
+
+
+def cannot_listen(error: OSError, host: str, port: int, target: str = "run") -> str:
+    """One line for a failed bind; `target` is the make target that takes PORT= (run, demo)."""
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: stop the other server or use make {target} PORT=…"
+    return f"cannot listen on {host}:{port}: {error.strerror or error}"
 
 
 def seconds_until_next_run(now: datetime) -> float:

@@ -440,3 +440,23 @@ def test_layer_names_round_trip():
     assert pyarrow_layer.layer_version_of("arn:aws:lambda:us-east-1:1:layer:chatlake-pyarrow-20-0-0:3") == "20.0.0"
     managed = "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python311:30"
     assert pyarrow_layer.layer_version_of(managed) is None
+
+
+# --- chalicelib stands alone ---------------------------------------------------------------------------------------
+
+
+def test_no_chalicelib_module_imports_the_tool():
+    """What the functions import never pulls in `chatlake` (the tool people type, never packaged for Lambda)."""
+    modules = sorted(f"chalicelib.{p.stem}" for p in (PROJECT_DIR / "chalicelib").glob("*.py") if p.stem != "__init__")
+    code = (f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m == 'chatlake' or m.startswith('chatlake.')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(modules) >= 10 and out.stdout.strip() == "[]"
+
+
+def test_the_lambda_package_holds_no_chatlake(package):
+    with zipfile.ZipFile(package["zip"]) as z:
+        names = z.namelist()
+    assert "app.py" in names and any(n.startswith("chalicelib/") for n in names)
+    assert not [n for n in names if n.startswith("chatlake/") or n.startswith("chatlake-")]

@@ -76,6 +76,7 @@ def test_since_day_filters_every_table_read():
 
 def test_an_empty_lake_gives_a_report_that_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("DATALAKE_URL", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()  # an empty lake; a missing one is an error (tests/unit/test_cli_usage.py)
     out = tmp_path / "empty.html"
     assert cli.main(["report", "--out", str(out)]) == 0
     assert out.read_text().count("no data for this period") >= 5

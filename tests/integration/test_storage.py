@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.settings import ConfigError
 from chalicelib.storage import FolderStorage, NotFound, S3Storage, StorageError, open_storage
 from tests.conftest import keys
 
@@ -82,6 +83,21 @@ def test_open_storage_urls(tmp_path: Path):
     s3 = open_storage("s3://bucket/some/prefix/")
     assert isinstance(s3, S3Storage) and (s3.bucket, s3.prefix) == ("bucket", "some/prefix/")
     assert open_storage("s3://bucket").prefix == ""
-    for bad in ("s3://", "gs://bucket/x", "file://host/x"):
-        with pytest.raises(ValueError):
-            open_storage(bad)
+    assert isinstance(open_storage("a:b"), FolderStorage)  # a folder name with a colon is still a folder
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("s3://", "has no bucket: use s3://bucket[/prefix]"),
+    ("s3:///x", "has no bucket"),
+    ("s3:/x", "is not a valid s3:// URL: use s3://bucket[/prefix], file:///abs/path or a folder path"),
+    ("s3:bucket", "is not a valid s3:// URL"),
+    ("S3://bucket", "is not a valid s3:// URL"),
+    ("gs://bucket/x", "uses gs://, which is not supported: use s3://bucket[/prefix]"),
+    ("file://host/x", "a file:// URL must be absolute (file:///path)"),
+    ("~/lake", "~ is not expanded here: use an absolute path or $HOME/lake"),
+    ("~bob/lake", "~ is not expanded here: use an absolute path"),
+])
+def test_a_malformed_lake_url_is_a_config_error_that_says_what_to_write(url, says):
+    with pytest.raises(ConfigError) as e:
+        open_storage(url)
+    assert str(e.value).startswith(f"DATALAKE_URL {url!r}") and says in str(e.value)
