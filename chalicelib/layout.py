@@ -38,7 +38,7 @@ def quarantine_keys(source: str, day: date, body: bytes) -> tuple[str, str]:
 
 
 def enriched_prefix(table: str, day: date) -> str:
-    return f"enriched/{table}/dt={day.isoformat()}/"
+    return f"{table_prefix(table)}dt={day.isoformat()}/"
 
 
 def part_key(table: str, day: date) -> str:
@@ -83,3 +83,13 @@ def day_of(key: str) -> date | None:
 def source_of(key: str) -> str | None:
     m = _SOURCE_RE.search(key)
     return m.group(1) if m else None
+
+
+def table_prefix(table: str) -> str:
+    """Where a table's day partitions live (`enriched/<table>/`): what a query engine reads."""
+    return f"enriched/{table}/"
+
+
+def table_glob(table: str) -> str:
+    """Every Parquet file of a table, as a glob relative to the lake's root (hive partitions `dt=...`)."""
+    return f"{table_prefix(table)}dt=*/*.parquet"

@@ -125,3 +125,7 @@ def arrow_schema(table: str) -> Any:
         "int": pa.int64(),
     }
     return pa.schema([pa.field(name, types[kind]) for name, kind in COLUMNS[table].items()])
+
+
+#: The DuckDB type of each schema kind: the empty views over a table with no files yet are typed as Athena's.
+DUCKDB_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMP", "bool": "BOOLEAN", "int": "BIGINT"}

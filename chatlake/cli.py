@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from chalicelib import runtime
-from chalicelib.settings import ConfigError
+from chalicelib.settings import ConfigError, Settings
 from chalicelib.storage import StorageError, require_existing
 from chatlake import __version__
-from chatlake.query import QueryError
+from chatlake.query import Engine, QueryError
 from chatlake.ui import safe_text
 
 
@@ -170,33 +170,60 @@ def cmd_publish_layer(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    """Run Athena SQL on DuckDB over the lake (default) or on Athena, and print the result."""
     from chatlake import query
 
     try:
-        return query.query_command(args.sql, engine=args.engine, fmt=args.format)
+        sql = query.resolve_sql(args.sql)
     except query.SqlNotFound as e:
         raise UsageError(str(e)) from None
+    settings = runtime.settings()
+    engine = _engine(args.engine, settings)
+    query.write_result(engine.run(sql), args.format, sys.stdout)
+    return 0
 
 
 def cmd_ddl(args: argparse.Namespace) -> int:
+    """Print every statement `setup-athena` runs, in order."""
     from chatlake import query
 
-    return query.ddl_command(runtime.settings())
+    settings = runtime.settings()
+    statements = query.athena_ddl(query.check_database(settings.athena_database),
+                                  query.athena_location(settings.datalake_url))
+    sys.stdout.write(query.format_ddl(statements))
+    return 0
 
 
 def cmd_setup_athena(args: argparse.Namespace) -> int:
+    """Create (or bring up to date) the database, tables and views in AWS."""
     from chatlake import query
 
-    return query.setup_athena_command(runtime.settings())
+    settings = runtime.settings()
+    statements = query.athena_ddl(query.check_database(settings.athena_database),
+                                  query.athena_location(settings.datalake_url))
+    engine = query.athena_engine(settings, query.make_athena_client())
+    query.setup_athena(engine, statements)
+    print(f"Athena is ready: database {engine.database}, tables {', '.join(query.TABLES)}, "
+          f"views {', '.join(query.VIEWS)}")
+    return 0
+
+
+def _engine(name: str, settings: Settings) -> Engine:
+    """The engine `query` and `report` run Athena SQL on: DuckDB over the lake (default), or Athena."""
+    from chatlake import query
+
+    if name == "athena":
+        return query.athena_engine(settings, query.make_athena_client())
+    return query.duckdb_engine(runtime.storage(settings.datalake_url))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from chatlake import query, report
+    from chatlake import report
 
     settings = runtime.settings()
-    engine = query.make_engine(args.engine, settings)
+    engine = _engine(args.engine, settings)
     where = f"Athena database {settings.athena_database}" if args.engine == "athena" else settings.datalake_url
     html = report.build(engine, args.days, source=where)
     out = Path(args.out)

@@ -133,7 +133,7 @@ def show_analytics(settings: Settings) -> None:
     """A few of the analytics pack's answers, as tables."""
     from chatlake import query
 
-    engine = query.make_engine("duckdb", settings)
+    engine = query.duckdb_engine(runtime.storage(settings.datalake_url))
     files = {f.name: f for f in query.analytics()}
     for name in DEMO_QUERIES:
         print(f"\n{name}: {files[name].description}")

@@ -148,7 +148,7 @@ def render(sections_: list[Section], first_day: date, last_day: date, source: st
     return "\n".join(parts)
 
 
-def build(engine: query.DuckDBEngine | query.AthenaEngine, days: int, today: date | None = None,
+def build(engine: query.Engine, days: int, today: date | None = None,
           source: str = "") -> str:
     """The report's HTML over the last `days` days (today included)."""
     last_day = today or datetime.now(UTC).date()

@@ -4,6 +4,7 @@ Parquet rows, the views' semantics (edits, status progress), empty tables, the C
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import math
@@ -534,7 +535,7 @@ def test_translations_are_cached_and_reused(tmp_path, monkeypatch):
     def no_sqlglot(text):
         raise AssertionError("translated again")
 
-    monkeypatch.setattr(query, "to_duckdb", no_sqlglot)
+    monkeypatch.setattr(query.translate, "to_duckdb", no_sqlglot)  # where Translator looks it up
     assert translate("SELECT day_of_week(sent_at) FROM messages") == first  # from the cache
     with pytest.raises(AssertionError):
         translate("SELECT 2")  # new SQL is translated
@@ -555,6 +556,17 @@ def test_values_in_json_and_csv():
         "", "true", "1.5", "[1, 2]", "2026-01-02T00:00:00Z"]
     result = query.Result(["a", "a", "b"], [(1, 2, 3)])
     assert result.records() == [{"a": 1, "a_2": 2, "b": 3}]
+
+
+def test_both_engines_are_the_one_engine_the_cli_and_the_report_take(engine):
+    """`query.Engine` is what `query` and `report` run SQL on: DuckDB and Athena both implement it, with `run`
+    exactly as the protocol declares it (a drifted signature would only fail on the engine nobody tried)."""
+    athena = query.AthenaEngine(client=object(), database="chatlake")
+    declared = inspect.signature(query.Engine.run)
+    for implementation in (engine, athena):
+        assert isinstance(implementation, query.Engine)
+        assert inspect.signature(type(implementation).run) == declared
+    assert not isinstance(FolderStorage(PROJECT_DIR), query.Engine)
 
 
 # --- DDL ----------------------------------------------------------------------------------------------------------
