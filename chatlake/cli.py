@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from chalicelib import runtime
 from chalicelib.settings import ConfigError
 from chalicelib.storage import StorageError
+from chatlake.deploy.stage import DeployError
 from chatlake.query import QueryError
 from chatlake.ui import safe_text
 
@@ -170,8 +171,45 @@ def cmd_ddl(args: argparse.Namespace) -> int:
 
 def cmd_setup_athena(args: argparse.Namespace) -> int:
     from chatlake import query
+    from chatlake.deploy import athena_console
 
-    return query.setup_athena_command(runtime.settings())
+    return query.setup_athena_command(runtime.settings()) or athena_console.command(runtime.settings())
+
+
+def _aws_clients(region: str | None) -> tuple:
+    """Every AWS client of deploy/destroy/doctor, from one boto3 session (region: the stage's, else the profile's)."""
+    import boto3
+
+    from chatlake.deploy.plan import Clients
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    return Clients.from_session(session), session.region_name
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from chatlake.deploy import command
+    from chatlake.deploy.plan import Options
+
+    options = Options(args.rate_limit, args.burst_limit, args.reserved_concurrency, args.from_env)
+    return command.deploy(args.stage, _aws_clients, runtime.settings(), region=args.region, bucket=args.bucket,
+                          dry_run=args.dry_run, options=options)
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from chatlake.deploy import command
+
+    return command.destroy(args.stage, _aws_clients, runtime.settings(), keep_data=args.keep_data,
+                           delete_bucket=args.delete_bucket, dry_run=args.dry_run,
+                           confirm=input if sys.stdin.isatty() else None)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from chatlake.deploy import doctor
+
+    stages = [args.stage] if args.stage else doctor.deployed_stages()
+    if not stages:
+        raise UsageError("no stage deployed from this checkout: chatlake deploy --stage dev (or doctor --stage S)")
+    return max(doctor.doctor(s, _aws_clients, runtime.settings()) for s in stages)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -244,6 +282,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("setup-athena", help="create the Glue/Athena database, tables and views (idempotent)")
     p.set_defaults(func=cmd_setup_athena)
 
+    p = verbs.add_parser("deploy", help="deploy a stage to AWS in one idempotent, resumable run (plan first with "
+                         "--dry-run)")
+    p.add_argument("--stage", choices=("dev", "prod"), required=True)
+    p.add_argument("--bucket", help="the lake's S3 bucket (default chatlake-STAGE-ACCOUNT-REGION; created if missing)")
+    p.add_argument("--region", help="AWS region (default: your profile's or AWS_DEFAULT_REGION)")
+    p.add_argument("--dry-run", action="store_true", help="print what exists and what would change; touch nothing")
+    p.add_argument("--from-env", action="store_true", help="read WHATSAPP_APP_SECRET and TELEGRAM_BOT_TOKEN from "
+                   "the environment instead of asking (CI)")
+    p.add_argument("--rate-limit", type=float, default=50.0, help="API Gateway requests/s (default 50)")
+    p.add_argument("--burst-limit", type=int, default=100, help="API Gateway burst (default 100)")
+    p.add_argument("--reserved-concurrency", type=int, default=20,
+                   help="most webhook invocations at once (default 20; 0: none)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = verbs.add_parser("destroy", help="remove what deploy made; the bucket only when you confirm")
+    p.add_argument("--stage", choices=("dev", "prod"), required=True)
+    p.add_argument("--keep-data", action="store_true", help="keep the bucket (and the PII salt parameter)")
+    p.add_argument("--delete-bucket", metavar="NAME", help="confirm deleting the bucket NAME without a prompt")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; touch nothing")
+    p.set_defaults(func=cmd_destroy)
+
+    p = verbs.add_parser("doctor", help="check a deployed stage and say how to fix what is wrong")
+    p.add_argument("--stage", choices=("dev", "prod"), help="default: every stage deployed from this checkout")
+    p.set_defaults(func=cmd_doctor)
+
     p = verbs.add_parser("report", help="write one self-contained HTML file with charts of the chat traffic")
     p.add_argument("--days", type=days_back, default=30, help="how many days back, today included (default 30)")
     p.add_argument("--out", default="report.html", help="the file to write (default report.html)")
@@ -270,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except UsageError as e:
         parser.error(str(e))  # exits 2
-    except (ConfigError, StorageError, QueryError) as e:
+    except (ConfigError, StorageError, QueryError, DeployError) as e:
         print(f"error: {safe_text(str(e))}", file=sys.stderr)  # an engine's message can quote chat text
         return 1
     except KeyboardInterrupt:

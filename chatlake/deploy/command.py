@@ -29,9 +29,9 @@ def _account(clients: Clients) -> str:
 
 
 def open_stage(stage: str, make_clients: MakeClients, region: str | None, bucket: str | None,
-               state_root: Path, create: bool) -> tuple[st.StageState, Clients, st.StagePaths]:
+               state_root: Path | None, create: bool) -> tuple[st.StageState, Clients, st.StagePaths]:
     """The stage's recorded answers (or new ones, when `create`), and clients in its region."""
-    p = st.paths(stage, state_root)
+    p = st.paths(stage, state_root or st.STATE_ROOT)
     state = st.load_state(p)
     if state and region and region != state.region:
         raise st.DeployError(f"stage {stage} is deployed in {state.region}, not {region}: run chatlake destroy "
@@ -58,7 +58,7 @@ def open_stage(stage: str, make_clients: MakeClients, region: str | None, bucket
 
 def deploy(stage: str, make_clients: MakeClients, settings: Settings, *, region: str | None = None,
            bucket: str | None = None, dry_run: bool = False, options: Options | None = None,
-           state_root: Path = st.STATE_ROOT, out: TextIO | None = None, show_secrets: bool | None = None,
+           state_root: Path | None = None, out: TextIO | None = None, show_secrets: bool | None = None,
            **context: Any) -> int:
     out = out or sys.stdout
     state, clients, p = open_stage(stage, make_clients, region, bucket, state_root, create=True)
@@ -81,7 +81,7 @@ def deploy(stage: str, make_clients: MakeClients, settings: Settings, *, region:
 
 
 def destroy(stage: str, make_clients: MakeClients, settings: Settings, *, keep_data: bool = False,
-            delete_bucket: str | None = None, dry_run: bool = False, state_root: Path = st.STATE_ROOT,
+            delete_bucket: str | None = None, dry_run: bool = False, state_root: Path | None = None,
             out: TextIO | None = None, **context: Any) -> int:
     out = out or sys.stdout
     state, clients, p = open_stage(stage, make_clients, None, None, state_root, create=False)

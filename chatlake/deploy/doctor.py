@@ -118,12 +118,12 @@ def _last_etl(ctx: Context, now: datetime) -> Finding:
     return Finding("last ETL run", True, last + ("" if done else " (and no deliveries to process)"))
 
 
-def deployed_stages(state_root: Path = st.STATE_ROOT) -> list[str]:
+def deployed_stages(state_root: Path | None = None) -> list[str]:
     """The stages this checkout deployed (those with a `.deploy/<stage>/stage.json`)."""
-    return [s for s in st.STAGES if st.paths(s, state_root).state_file.is_file()]
+    return [s for s in st.STAGES if st.paths(s, state_root or st.STATE_ROOT).state_file.is_file()]
 
 
-def doctor(stage: str, make_clients: MakeClients, settings: Settings, *, state_root: Path = st.STATE_ROOT,
+def doctor(stage: str, make_clients: MakeClients, settings: Settings, *, state_root: Path | None = None,
            out: TextIO | None = None, now: datetime | None = None) -> int:
     """Prints each check; exit 1 when anything is wrong."""
     out = out or sys.stdout

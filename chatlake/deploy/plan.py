@@ -14,31 +14,36 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, ClassVar, Protocol, TextIO
 
 from chalicelib.settings import SECRETS, Settings
 from chatlake.deploy.stage import DeployError, StagePaths, StageState, save_state
 
 
-@dataclass(frozen=True)
 class Clients:
-    """The AWS clients the steps use, all from one session (one region, one set of credentials)."""
+    """The AWS clients the steps use, all from one session (one region, one set of credentials), each built on
+    first use: `doctor` never pays for the clients only `deploy` needs."""
 
-    s3: Any
-    ssm: Any
-    lambda_: Any
-    logs: Any
-    apigateway: Any
-    athena: Any
-    sts: Any
+    SERVICES: ClassVar[dict[str, str]] = {"s3": "s3", "ssm": "ssm", "lambda_": "lambda", "logs": "logs",
+                                          "apigateway": "apigateway", "athena": "athena", "sts": "sts"}
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._clients: dict[str, Any] = {}
 
     @classmethod
     def from_session(cls, session: Any) -> Clients:
-        from botocore.config import Config
+        return cls(session)
 
-        config = Config(retries={"max_attempts": 8, "mode": "adaptive"})
-        return cls(*(session.client(name, config=config)
-                     for name in ("s3", "ssm", "lambda", "logs", "apigateway", "athena", "sts")))
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self.SERVICES:
+            raise AttributeError(name)
+        if name not in self._clients:
+            from botocore.config import Config
+
+            config = Config(retries={"max_attempts": 8, "mode": "adaptive"})
+            self._clients[name] = self._session.client(self.SERVICES[name], config=config)
+        return self._clients[name]
 
 
 @dataclass

@@ -300,7 +300,7 @@ def run_chalice(ctx: Context, verb: str) -> str:
                      timeout=1800)
     output = (result.stdout or "") + (result.stderr or "")
     if result.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-15:])
+        tail = "\n".join(output.strip().splitlines()[-60:])
         raise st.DeployError(f"chalice {verb} --stage {ctx.stage} failed; run the command again to resume:\n{tail}")
     return output
 
