@@ -86,7 +86,7 @@ class Context:
     run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run
     ask_secret: Callable[[Any], str] | None = None  # (secrets.Parameter) -> value
     confirm: Callable[[str], str] | None = None  # `input`, for destroy's question about the bucket
-    build_layer: Callable[[Path], Any] | None = None
+    build_layer: Callable[[Any, Path], Any] | None = None  # (Context, workdir) -> layer.LayerZip
     dry_run: bool = False
     created_parameters: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # printed at the end

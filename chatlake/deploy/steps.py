@@ -6,6 +6,7 @@ of a step (check -> plan -> apply).
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,13 @@ def _pinned() -> str:
     return layer.pinned_version(layer.REQUIREMENTS_DEV.read_text())
 
 
+def build_layer(ctx: Context, workdir: Path) -> layer.LayerZip:
+    """`layer.build`, with pip started in the secret-free environment of every subprocess of deploy."""
+    version = _pinned()
+    wheel = layer.download_wheel(version, workdir, run=functools.partial(ctx.run, env=ctx.subprocess_env()))
+    return layer.build_zip(wheel, workdir / f"{layer.layer_name(version)}.zip")
+
+
 class Layer:
     name = "pyarrow layer"
 
@@ -205,9 +213,8 @@ class Layer:
                       [f"publish pyarrow {version} (the pin in requirements-dev.txt) as layer {name}"])
 
     def apply(self, ctx: Context, change: Change) -> None:
-        build = ctx.build_layer or layer.build
         with tempfile.TemporaryDirectory(prefix="chatlake-layer-") as workdir:
-            built = build(Path(workdir))
+            built = (ctx.build_layer or build_layer)(ctx, Path(workdir))
             ctx.state.layer_arn = layer.publish(ctx.clients.lambda_, built)
         print(f"       published {ctx.state.layer_arn}", file=ctx.out)
 

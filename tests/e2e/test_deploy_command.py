@@ -11,7 +11,7 @@ missing call is installed in the server, each named here:
 - **GetAccountSettings** (Lambda): not in moto; the stub answers an account with the default quota of 1000.
 - **UpdateNamedQuery / DeleteNamedQuery** (Athena): not in moto; the stubs change moto's stored named query.
 
-The pyarrow layer is a small zip here (`layer.build` is replaced): the real build from PyPI is tested in
+The pyarrow layer is a small zip here (`steps.build_layer` is replaced): the real build from PyPI is tested in
 `test_deploy.py`. Needs PyPI for orjson's Lambda wheel (chalice packages it), as `test_deploy.py` does.
 """
 
@@ -35,6 +35,7 @@ import pytest
 from chatlake import cli
 from chatlake.deploy import layer as pyarrow_layer
 from chatlake.deploy import stage as st
+from chatlake.deploy import steps as deploy_steps
 from chatlake.deploy import telegram_api
 from tests.conftest import free_port
 
@@ -203,13 +204,13 @@ def aws(moto_server: str, telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
     monkeypatch.setattr(st, "STATE_ROOT", tmp_path / ".deploy")
 
-    def small_layer(workdir: Path) -> pyarrow_layer.LayerZip:
+    def small_layer(ctx: Any, workdir: Path) -> pyarrow_layer.LayerZip:
         path = workdir / "layer.zip"
         with zipfile.ZipFile(path, "w") as z:
             z.writestr("python/pyarrow/__init__.py", "")
         return pyarrow_layer.LayerZip(path, "20.0.0", path.stat().st_size, 0)
 
-    monkeypatch.setattr(pyarrow_layer, "build", small_layer)
+    monkeypatch.setattr(deploy_steps, "build_layer", small_layer)
     clients = {name: boto3.client(name, region_name=REGION) for name in
                ("s3", "ssm", "lambda", "logs", "apigateway", "athena")}
     return clients
@@ -411,3 +412,29 @@ def test_secrets_are_asked_without_echo(aws, monkeypatch, capsys):
     assert code == 1 and prompts == list(answers)
     assert "TELEGRAM_BOT_TOKEN does not look right" in out and "not-a-token" not in out
     assert aws["ssm"].describe_parameters()["Parameters"] == []
+
+
+def test_pip_builds_the_layer_without_any_secret_in_its_environment(monkeypatch, tmp_path):
+    """The real layer build's one subprocess (pip download) gets deploy's secret-free environment."""
+    from chalicelib import settings
+    from chatlake.deploy.plan import Context
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("WHATSAPP_APP_SECRET", APP_SECRET)
+    calls = []
+
+    def fake_pip(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        calls.append((cmd, kw["env"]))
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        with zipfile.ZipFile(dest / "pyarrow-20.0.0-cp311-cp311-manylinux2014_x86_64.whl", "w") as z:
+            z.writestr("pyarrow/__init__.py", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    state = st.StageState("dev", REGION, ACCOUNT, "b")
+    ctx = Context("dev", state, st.paths("dev", tmp_path), None, settings.load({}), run=fake_pip)  # type: ignore[arg-type]
+    built = deploy_steps.build_layer(ctx, tmp_path)
+    assert built.pyarrow_version == "20.0.0"
+    [(cmd, env)] = calls
+    assert "pyarrow==20.0.0" in cmd and env["AWS_DEFAULT_REGION"] == REGION
+    assert "TELEGRAM_BOT_TOKEN" not in env and "WHATSAPP_APP_SECRET" not in env
+    assert not any(BOT_TOKEN in v or APP_SECRET in v for v in [*cmd, *env.values()])
