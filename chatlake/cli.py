@@ -19,6 +19,7 @@ from chalicelib import runtime
 from chalicelib.settings import ConfigError, Settings
 from chalicelib.storage import StorageError, require_existing
 from chatlake import __version__
+from chatlake.deploy.stage import DeployError
 from chatlake.query import Engine, QueryError
 from chatlake.ui import safe_text
 
@@ -197,6 +198,7 @@ def cmd_ddl(args: argparse.Namespace) -> int:
 def cmd_setup_athena(args: argparse.Namespace) -> int:
     """Create (or bring up to date) the database, tables and views in AWS."""
     from chatlake import query
+    from chatlake.deploy import athena_console
 
     settings = runtime.settings()
     statements = query.athena_ddl(query.check_database(settings.athena_database),
@@ -205,7 +207,7 @@ def cmd_setup_athena(args: argparse.Namespace) -> int:
     query.setup_athena(engine, statements)
     print(f"Athena is ready: database {engine.database}, tables {', '.join(query.TABLES)}, "
           f"views {', '.join(query.VIEWS)}")
-    return 0
+    return athena_console.command(settings)
 
 
 def _engine(name: str, settings: Settings) -> Engine:
@@ -215,6 +217,42 @@ def _engine(name: str, settings: Settings) -> Engine:
     if name == "athena":
         return query.athena_engine(settings, query.make_athena_client())
     return query.duckdb_engine(runtime.storage(settings.datalake_url))
+
+
+def _aws_clients(region: str | None) -> tuple:
+    """Every AWS client of deploy/destroy/doctor, from one boto3 session (region: the stage's, else the profile's)."""
+    import boto3
+
+    from chatlake.deploy.plan import Clients
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    return Clients.from_session(session), session.region_name
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from chatlake.deploy import command
+    from chatlake.deploy.plan import Options
+
+    options = Options(args.rate_limit, args.burst_limit, args.reserved_concurrency, args.from_env)
+    return command.deploy(args.stage, _aws_clients, runtime.settings(), region=args.region, bucket=args.bucket,
+                          dry_run=args.dry_run, options=options)
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from chatlake.deploy import command
+
+    return command.destroy(args.stage, _aws_clients, runtime.settings(), keep_data=args.keep_data,
+                           delete_bucket=args.delete_bucket, dry_run=args.dry_run,
+                           confirm=input if sys.stdin.isatty() else None)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from chatlake.deploy import doctor
+
+    stages = [args.stage] if args.stage else doctor.deployed_stages()
+    if not stages:
+        raise UsageError("no stage deployed from this checkout: chatlake deploy --stage dev (or doctor --stage S)")
+    return max(doctor.doctor(s, _aws_clients, runtime.settings()) for s in stages)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -348,6 +386,28 @@ def build_parser() -> argparse.ArgumentParser:
     verb("setup-athena", "create the Glue/Athena database, tables and views (idempotent)", cmd_setup_athena,
          lake="open")
 
+    p = verb("deploy", "deploy a stage to AWS in one idempotent, resumable run (plan first with --dry-run)",
+             cmd_deploy)
+    p.add_argument("--stage", choices=("dev", "prod"), required=True, help="the stage (dev or prod)")
+    p.add_argument("--bucket", help="the lake's S3 bucket (default chatlake-STAGE-ACCOUNT-REGION; created if missing)")
+    p.add_argument("--region", help="AWS region (default: your profile's or AWS_DEFAULT_REGION)")
+    p.add_argument("--dry-run", action="store_true", help="print what exists and what would change; touch nothing")
+    p.add_argument("--from-env", action="store_true", help="read WHATSAPP_APP_SECRET and TELEGRAM_BOT_TOKEN from "
+                   "the environment instead of asking (CI)")
+    p.add_argument("--rate-limit", type=float, default=50.0, help="API Gateway requests/s (default 50)")
+    p.add_argument("--burst-limit", type=int, default=100, help="API Gateway burst (default 100)")
+    p.add_argument("--reserved-concurrency", type=int, default=20,
+                   help="most webhook invocations at once (default 20; 0: none)")
+
+    p = verb("destroy", "remove what deploy made; the bucket only when you confirm", cmd_destroy)
+    p.add_argument("--stage", choices=("dev", "prod"), required=True, help="the stage (dev or prod)")
+    p.add_argument("--keep-data", action="store_true", help="keep the bucket (and the PII salt parameter)")
+    p.add_argument("--delete-bucket", metavar="NAME", help="confirm deleting the bucket NAME without a prompt")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; touch nothing")
+
+    p = verb("doctor", "check a deployed stage and say how to fix what is wrong", cmd_doctor)
+    p.add_argument("--stage", choices=("dev", "prod"), help="default: every stage deployed from this checkout")
+
     p = verb("report", "write one self-contained HTML file with charts of the chat traffic", cmd_report, lake="read")
     p.add_argument("--days", type=days_back, default=30, help="how many days back, today included (default 30)")
     p.add_argument("--out", default="report.html", help="the file to write (default report.html)")
@@ -391,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except UsageError as e:
         args.verb_parser.error(str(e))  # the verb's usage, then the message; exits 2
-    except (ConfigError, StorageError, QueryError) as e:
+    except (ConfigError, StorageError, QueryError, DeployError) as e:
         print(f"error: {safe_text(str(e))}", file=sys.stderr)  # an engine's message can quote chat text
         return 1
     except KeyboardInterrupt:
