@@ -207,7 +207,7 @@ def cmd_setup_athena(args: argparse.Namespace) -> int:
     query.setup_athena(engine, statements)
     print(f"Athena is ready: database {engine.database}, tables {', '.join(query.TABLES)}, "
           f"views {', '.join(query.VIEWS)}")
-    return athena_console.command(settings)
+    return athena_console.command(settings, engine.client)
 
 
 def _engine(name: str, settings: Settings) -> Engine:

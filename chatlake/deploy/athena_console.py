@@ -109,7 +109,7 @@ def sync(client: Any, workgroup: str, database: str, files: Sequence[Any], out: 
     return p
 
 
-def command(settings: Any, client: Any = None, out: TextIO | None = None) -> int:
+def command(settings: Any, client: Any, out: TextIO | None = None) -> int:
     """The `setup-athena` hook: after the DDL, save the analytics pack as named queries."""
     from chatlake import query
 
