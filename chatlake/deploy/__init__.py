@@ -1,1 +1,1 @@
-"""Deploying to AWS: the pyarrow layer, the Telegram webhook registration."""
+"""Deploying to AWS: `deploy`/`destroy`/`doctor`, the pyarrow layer, the Telegram webhook, Athena saved queries."""
