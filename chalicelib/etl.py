@@ -32,7 +32,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from chalicelib import layout, pii, telegram, whatsapp
+from chalicelib import layout, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError
 
@@ -411,10 +411,20 @@ def run_day(storage: Storage, day: date, pii_salt: str | None = None, progress: 
 def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progress | None, window: int,
              listings: dict[date, RawListing]) -> DayResult:
     started = time.perf_counter()
-    result = DayResult(day)
+    started_at = datetime.now(UTC)
     listing = list_raw(storage, day, listings)
-    result.deliveries = len(listing.objects)
     rows = read_day(storage, listing, pii_salt, progress)
+    return finish_day(storage, rows, pii_salt, window, listings, started, started_at)
+
+
+def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: int,
+               listings: dict[date, RawListing], started: float, started_at: datetime) -> DayResult:
+    """A full run from the day's parsed rows on (a single run, or the merge of a fanned-out one): the cross-day
+    check, the commit, and the run's manifest."""
+    listing = rows.listing
+    day = listing.day
+    result = DayResult(day)
+    result.deliveries = len(listing.objects)
     mark = pii_mark(pii_salt)
     store_versions(storage, rows, mark, result.warnings)
     seen_messages, seen_statuses, depends = window_versions(storage, day, window, pii_salt, result.warnings,
@@ -424,20 +434,39 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
     result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
     files = {"messages": to_parquet("messages", messages), "statuses": to_parquet("statuses", statuses),
              "rejects": to_parquet("rejects", rows.rejects)}
+    counts = {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)}
     record = {
         "format": COMMIT_FORMAT, "day": day.isoformat(), "raw": listing.digest, "deliveries": len(listing.objects),
         "window": window, "pii": mark, "depends": depends,
         "tables": {t: {"key": layout.part_key(t, day), "size": len(data)} for t, data in files.items()},
-        "rows": {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)},
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": counts, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     commit_day(storage, day, files, record, result.warnings)
-    result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rows.rejects)
+    result.messages, result.statuses, result.rejects = counts["messages"], counts["statuses"], counts["rejects"]
     result.seconds = time.perf_counter() - started
+    record_run(storage, listing, counts, started_at, result)
     for w in result.warnings:
         log.warning("%s", w)
     log.info("%s", result.summary())
     return result
+
+
+def record_run(storage: Storage, listing: RawListing, counts: dict[str, int], started_at: datetime,
+               result: DayResult) -> None:
+    """The full run's manifest (after its commit): it consumed the whole listing, so a later intraday run of
+    the day reads only what arrived since. Best effort: without it, that run re-reads the day and adds nothing
+    twice (it checks the day's visible rows)."""
+    manifest = runlog.Manifest(
+        run=runlog.new_run_id("full", started_at), kind="full", day=listing.day,
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"), seconds=result.seconds,
+        consumed=runlog.consumed_by(list(listing.objects)), rows=counts,
+        files={t: layout.part_key(t, listing.day) for t in counts})
+    try:
+        runlog.write(storage, manifest)
+    except StorageError as e:
+        result.warnings.append(f"could not record the run in {layout.runs_prefix(listing.day)} ({e}); the next "
+                               "intraday run of the day will re-read its raw data")
 
 
 def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None,
@@ -456,15 +485,31 @@ def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None
 # --- behind, and catching up -----------------------------------------------------------------------------------
 
 
+DEFAULT_INTERVAL_MINUTES = 15  # intraday runs (setting ETL_INTERVAL_MINUTES)
+
+
 def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
                   window: int = DEFAULT_RETRY_WINDOW_DAYS,
-                  listings: dict[date, RawListing] | None = None) -> str | None:
-    """Why the day's output is not what a run now would write (None: it is). Listings and one small read only."""
+                  listings: dict[date, RawListing] | None = None, now: datetime | None = None,
+                  interval_minutes: int = DEFAULT_INTERVAL_MINUTES) -> str | None:
+    """Why the day's output is not what a run now would write (None: it is). Listings and one small read only.
+
+    Today (UTC, by `now`) is judged by the intraday rule instead: behind when a raw delivery older than two
+    intervals is not in a row yet (`intraday.today_reason`). A past day whose rows come from intraday runs is
+    not finalised, hence behind: the catch-up's full run finalises it."""
     listings = {} if listings is None else listings
+    if day == (now or datetime.now(UTC)).date():
+        from chalicelib import intraday
+
+        return intraday.today_reason(storage, day, now, interval_minutes)
     listing = list_raw(storage, day, listings)
     record = read_commit(storage, day)
     outputs = {t: [o for o in storage.list(layout.enriched_prefix(t, day)) if not layout.is_import_file(o.key)]
                for t in layout.TABLES}
+    intraday_files = sum(layout.is_intraday_file(o.key) for t in layout.TABLES for o in outputs[t])
+    if intraday_files:
+        return (f"{intraday_files} file(s) of intraday runs: not finalised since (the catch-up's full run "
+                "replaces them)")
     if record is None:
         if listing.objects:
             return f"{len(listing.objects)} raw deliveries and no completed ETL run"

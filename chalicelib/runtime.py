@@ -42,3 +42,15 @@ def run_daily_etl() -> list[etl.DayResult]:
 
     s = settings()
     return etl.catch_up(storage(s.datalake_url), datetime.now(UTC).date(), s.pii_salt(), window=s.retry_window_days)
+
+
+def run_intraday_etl() -> list:
+    """The intraday schedule's run (the Lambda every ETL_INTERVAL_MINUTES, and `make run`): today, incrementally.
+    Past days are the daily catch-up's: it finalises them."""
+    from datetime import UTC, datetime
+
+    from chalicelib import intraday
+
+    s = settings()
+    today = datetime.now(UTC).date()
+    return [intraday.run_refresh(storage(s.datalake_url), today, s.pii_salt(), window=s.retry_window_days)]

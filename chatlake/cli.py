@@ -129,6 +129,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from chalicelib import intraday
+    from chatlake import ui
+
+    settings = runtime.settings()
+    storage = runtime.storage()
+    day = args.date or datetime.now(UTC).date()
+    result = intraday.run_refresh(storage, day, settings.pii_salt(), window=settings.retry_window_days)
+    ui.print_table([result.as_dict()], intraday.RESULT_COLUMNS, title=f"refresh {day} on {storage.url}")
+    print(result.summary())
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
 def cmd_set_telegram_webhook(args: argparse.Namespace) -> int:
     from chatlake.deploy import telegram_api
 
@@ -219,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("status", help="per day: raw deliveries, quarantined, rows, rejects, and days behind")
     p.add_argument("--days", type=days_back, default=7, help="how many days back, today included (default 7)")
     p.set_defaults(func=cmd_status)
+
+    p = verbs.add_parser("refresh", help="one intraday run: add a day's new raw deliveries (default today, UTC) "
+                         "as new files; the next full run (etl) finalises the day")
+    p.add_argument("--date", type=parse_day, help="the day, YYYY-MM-DD (default: today, UTC)")
+    p.set_defaults(func=cmd_refresh)
 
     p = verbs.add_parser("set-telegram-webhook", help="register the webhook with Telegram (setWebhook with the "
                          "secret token), then show getWebhookInfo")
