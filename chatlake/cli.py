@@ -100,33 +100,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from chatlake import status, ui
+    from chatlake import status
 
     if args.days < 1:
         raise UsageError("--days must be at least 1")
     settings = runtime.settings()
-    storage = runtime.storage()
-    today = datetime.now(UTC).date()
-    days = status.recent(storage, today, args.days, settings.pii_salt(), settings.retry_window_days)
-
-    def state(d: status.DayStatus) -> str:
-        if d.day == today:
-            return "today: its ETL runs after midnight UTC"
-        if d.behind:
-            return f"BEHIND: {d.reason}"
-        if d.has_raw:
-            return "ok"
-        return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
-
-    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows, "state": state(d)} for d in days]
-    ui.print_table(rows, ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"],
-                   title=f"chatlake status: {storage.url} (raw deliveries, quarantined bodies, rows written)")
-    behind = sorted(d.day for d in days if d.behind and d.day != today)
-    if behind:
-        print(f"{len(behind)} day(s) behind their raw data: run "
-              f"chatlake backfill --start {behind[0]} --end {behind[-1]}", file=sys.stderr)
-        return 1
-    return 0
+    return status.command(runtime.storage(), args.days, settings.pii_salt(), settings.retry_window_days,
+                          settings.etl_interval_minutes, fmt=args.format)
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -233,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("status", help="per day: raw deliveries, quarantined, rows, rejects, and days behind")
     p.add_argument("--days", type=days_back, default=7, help="how many days back, today included (default 7)")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="output (default table); both exit 1 when a day is behind")
     p.set_defaults(func=cmd_status)
 
     p = verbs.add_parser("refresh", help="one intraday run: add a day's new raw deliveries (default today, UTC) "

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib import etl, intraday, layout, runlog
-from chatlake import cli
+from chatlake import cli, status
 from tests.conftest import keys
 from tests.integration.test_exactly_once import D1, T0, rows, snapshot, tg_message, wa_status
 
@@ -127,3 +127,57 @@ def test_manifests_name_what_each_run_consumed(lake):
     assert manifest["oldest_raw_at"] <= time.time() and manifest["files"]["messages"].endswith(".parquet")
     lake.put(layout.run_key(D1, "0-damaged"), b"{not json")  # a damaged manifest is skipped, the others count
     assert intraday.run_refresh(lake, D1).deliveries == 0
+
+
+def test_status_shows_todays_freshness_and_runs_and_json_exits_1_when_behind(lake, capsys):
+    today = datetime.now(UTC).date()
+    put(lake, today, tg_message(308, 1, "a"))
+    later = datetime.now(UTC) + timedelta(minutes=45)
+    assert status.command(lake, 2, None, etl.DEFAULT_RETRY_WINDOW_DAYS, 15, fmt="json", now=later) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["behind"] is True and report["today"]["pending"] == 1 and report["today"]["lag_seconds"] > 1800
+    assert "chatlake refresh" in report["days"][0]["reason"]
+    intraday.run_refresh(lake, today)
+    assert status.command(lake, 2, None, etl.DEFAULT_RETRY_WINDOW_DAYS, 15, fmt="json", now=later) == 0
+    report = json.loads(capsys.readouterr().out)
+    today_ = report["today"]
+    assert today_["pending"] == 0 and today_["newest_row_at"] == today_["newest_raw_at"]
+    assert [r["kind"] for r in today_["runs"]] == ["intraday"] and today_["runs"][0]["messages"] == 1
+    assert cli.main(["status", "--days", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "every delivery is in a row" in out and "today's runs" in out
+
+
+class _Ticks:
+    """A `stopping` event whose waits return at once: `ticks` times "not stopped", then "stopped"."""
+
+    def __init__(self, ticks: int) -> None:
+        self.ticks, self.waited = ticks, []
+
+    def wait(self, seconds: float) -> bool:
+        self.waited.append(seconds)
+        self.ticks -= 1
+        return self.ticks < 0
+
+
+def test_the_local_stack_runs_intraday_every_interval_and_the_lambda_logs_metrics(lake, capsys):
+    from chalice.test import Client
+
+    from app import app
+    from chatlake.local import stack
+
+    today = datetime.now(UTC).date()
+    put(lake, today, tg_message(309, 1, "a"))
+    ticks = _Ticks(1)
+    stack.intraday_scheduler(ticks, 15)
+    assert ticks.waited == [900, 900] and "[refresh]" in capsys.readouterr().out
+    assert len(rows(lake, "messages", today)) == 1
+    put(lake, today, tg_message(309, 2, "b"))
+    with Client(app, stage_name="local") as client:
+        event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                                resources=["arn:aws:events:us-east-1:123456789012:rule/intraday"])
+        reply = client.lambda_.invoke("intraday_etl", event)
+    [run] = reply.payload["runs"]
+    assert (run["deliveries"], run["messages"]) == (1, 1)
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["Function"] == "intraday_etl" and emf["Deliveries"] == 1 and emf["Failures"] == 0
