@@ -320,8 +320,9 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
 # --- the day's output, committed as a whole -------------------------------------------------------------------
 
 
-def to_parquet(table: str, rows: list[Any]) -> bytes:
-    """Rows → one zstd Parquet file with the table's fixed schema, sorted for stable output."""
+def to_parquet(table: str, rows: list[Any], *, sort: bool = True) -> bytes:
+    """Rows → one zstd Parquet file with the table's fixed schema, sorted for stable output (unsorted: in the
+    given order, for a fanned-out run's shares, whose order decides which copy of a row wins)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -330,7 +331,7 @@ def to_parquet(table: str, rows: list[Any]) -> bytes:
     columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)
     arrays = [pa.array(list(values), type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
     data = pa.Table.from_arrays(arrays, schema=schema)
-    if len(rows) > 1:
+    if sort and len(rows) > 1:
         data = data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
