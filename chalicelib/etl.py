@@ -258,16 +258,18 @@ def versions_file(rows: DayRows, mark: str) -> bytes:
     return buffer.getvalue()
 
 
-def read_versions(storage: Storage, listing: RawListing, mark: str) -> tuple[set, set] | None:
-    """The day's stored versions, or None when missing, unreadable, or not of this raw listing and identifier
-    space (then the caller rebuilds them from raw)."""
+def read_versions(storage: Storage, listing: RawListing, mark: str, *,
+                  any_listing: bool = False) -> tuple[set, set] | None:
+    """The day's stored versions, or None when missing, unreadable, or not of this raw listing (unless
+    `any_listing`) and identifier space (then the caller rebuilds them from raw)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         data = pq.read_table(io.BytesIO(storage.get(layout.versions_key(listing.day))), page_checksum_verification=True)
         meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
-        if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (listing.digest, mark, str(COMMIT_FORMAT)):
+        digest = meta.get("raw_digest") if any_listing else listing.digest
+        if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (digest, mark, str(COMMIT_FORMAT)):
             return None
         columns = [data.column(c).to_pylist() for c in _VERSION_COLUMNS]
     except (NotFound, OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException):
@@ -295,13 +297,30 @@ def store_versions(storage: Storage, rows: DayRows, mark: str, warnings: list[st
 
 
 def window_versions(storage: Storage, day: date, window: int, pii_salt: str | None, warnings: list[str],
-                    listings: dict[date, RawListing]) -> tuple[set, set, dict[str, str]]:
-    """Versions and statuses that the window's earlier days' raw data gives, and the raw digests they came from."""
+                    listings: dict[date, RawListing], *, provisional: bool = False) -> tuple[set, set, dict[str, str]]:
+    """Versions and statuses that the window's earlier days' raw data gives, and the raw digests they came from.
+
+    `provisional` (intraday runs): a stored versions file is taken without listing its day's raw data to check it
+    (a listing per earlier day and run would cost more than the run); only a missing or unreadable one is rebuilt.
+    A delivery that reached an earlier day after its last full run may then leave a row in today's intraday
+    files that the nightly full run drops (that earlier day is behind meanwhile, and the catch-up reruns both)."""
     mark = pii_mark(pii_salt)
     messages: set[tuple] = set()
     statuses: set[tuple] = set()
     depends: dict[str, str] = {}
+    stored_files: dict[int, tuple[set, set] | None] = {}
+    if provisional and window:  # one small GET per earlier day, side by side
+        with ThreadPoolExecutor(min(window, max(1, storage.parallel_reads))) as pool:
+            found_all = pool.map(lambda back: read_versions(storage, RawListing(day - timedelta(days=back), ()), mark,
+                                                            any_listing=True), range(window, 0, -1))
+            stored_files = dict(zip(range(window, 0, -1), found_all, strict=True))
     for back in range(window, 0, -1):
+        if provisional:
+            stored = stored_files[back]
+            if stored is not None:
+                messages |= stored[0]
+                statuses |= stored[1]
+                continue
         listing = list_raw(storage, day - timedelta(days=back), listings)
         depends[listing.day.isoformat()] = listing.digest
         if not listing.objects:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -66,32 +67,48 @@ def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
             if o.key.endswith(".json")]
 
 
-def visible_keys(storage: Storage, day: date) -> tuple[set[tuple], set[tuple], set[str]]:
-    """The version keys, status keys and rejected raw keys of the day's ETL files a query sees now (imports
-    excluded: a full run does not compare against them either). Only the key columns are read."""
+def new_objects(storage: Storage, day: date, consumed: dict[str, set[str]]) -> list[tuple[str, ObjectInfo]]:
+    """The day's raw deliveries no run consumed, with their receive times. A backend that can give the times of
+    a few objects (a folder) lists names only and stats the new ones; S3's listing has them anyway."""
+    mtimes = getattr(storage, "mtimes", None)
+    if mtimes is None:
+        return [(s, o) for s, o in raw_objects(storage, day) if runlog.raw_name(o.key) not in consumed.get(s, ())]
+    new = [(source, key) for source in layout.SOURCES for key in storage.keys(layout.raw_prefix(source, day))
+           if key.endswith(".json") and runlog.raw_name(key) not in consumed.get(source, ())]
+    times = mtimes([k for _, k in new])
+    return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times]
+
+
+def visible_keys(storage: Storage, day: date, rows: etl.DayRows) -> tuple[set[tuple], set[tuple], set[str]]:
+    """Which of `rows`' version keys, status keys and rejected raw keys are already in the day's ETL files that a
+    query sees now (imports excluded: a full run does not compare against them either). Only key columns are
+    read, and only the rows whose id is among the new ones become Python tuples (a day holds 1M, a run 1%)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    def files(table: str) -> list[str]:
-        return [k for k in storage.keys(layout.enriched_prefix(table, day))
+    def tables(table: str, columns: list[str], column: str, wanted: set[str]) -> Any:
+        if not wanted:
+            return
+        keys = [k for k in storage.keys(layout.enriched_prefix(table, day))
                 if k.endswith(".parquet") and not layout.is_import_file(k)]
-
-    def read(key: str, columns: list[str]) -> Any:
-        return pq.read_table(io.BytesIO(storage.get(key)), columns=columns)
+        value_set = pa.array(sorted(wanted), pa.string())
+        for _, data in etl.read_bodies(storage, keys, storage.parallel_reads):  # one small file per run
+            t = pq.read_table(io.BytesIO(data), columns=columns)
+            yield t.filter(pc.is_in(t.column(column), value_set=value_set))
 
     messages: set[tuple] = set()
-    for key in files("messages"):
-        t = read(key, ["source", "message_id", "edited_at", "message_type"])
+    for t in tables("messages", ["source", "message_id", "edited_at", "message_type"], "message_id",
+                    {k[1] for k in rows.messages}):
         edited = t.column("edited_at").cast(pa.int64()).to_pylist()
         messages.update(zip(t.column("source").to_pylist(), t.column("message_id").to_pylist(), edited,
                             t.column("message_type").to_pylist(), strict=True))
     statuses: set[tuple] = set()
-    for key in files("statuses"):
-        t = read(key, ["message_id", "status"])
+    for t in tables("statuses", ["message_id", "status"], "message_id", {k[0] for k in rows.statuses}):
         statuses.update(zip(t.column("message_id").to_pylist(), t.column("status").to_pylist(), strict=True))
     rejected: set[str] = set()
-    for key in files("rejects"):
-        rejected.update(read(key, ["raw_key"]).column("raw_key").to_pylist())
+    for t in tables("rejects", ["raw_key"], "raw_key", {r.raw_key for r in rows.rejects}):
+        rejected.update(t.column("raw_key").to_pylist())
     return messages, statuses, rejected
 
 
@@ -102,8 +119,7 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
     started = time.perf_counter()
     started_at = now or datetime.now(UTC)
     result = RefreshResult(day)
-    seen = runlog.consumed_keys(runlog.read_all(storage, day))
-    new = [(source, o) for source, o in raw_objects(storage, day) if o.key not in seen]
+    new = new_objects(storage, day, runlog.consumed_names(runlog.read_all(storage, day)))
     if not new:
         result.seconds = time.perf_counter() - started
         return result
@@ -111,19 +127,21 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
     listing = etl.RawListing(day, tuple((source, o.key) for source, o in new))
     rows = etl.read_day(storage, listing, pii_salt)
     earlier_m, earlier_s, _ = etl.window_versions(storage, day, window, pii_salt, result.warnings,
-                                                  {} if listings is None else listings)
-    visible_m, visible_s, rejected = visible_keys(storage, day)
+                                                  {} if listings is None else listings, provisional=True)
+    visible_m, visible_s, rejected = visible_keys(storage, day, rows)
     messages = [m for k, m in rows.messages.items() if k not in earlier_m and k not in visible_m]
     statuses = [s for k, s in rows.statuses.items() if k not in earlier_s and k not in visible_s]
     rejects = [r for r in rows.rejects if r.raw_key not in rejected]
     result.deliveries = len(new)
     result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
     added = {"messages": messages, "statuses": statuses, "rejects": rejects}
-    for table, table_rows in added.items():
-        if table_rows:  # one new file per table, in one write; the next full run replaces it
-            key = layout.intraday_part_key(table, day, result.run)
-            storage.put(key, etl.to_parquet(table, table_rows))
-            result.files[table] = key
+    files = {layout.intraday_part_key(table, day, result.run): etl.to_parquet(table, table_rows)
+             for table, table_rows in added.items() if table_rows}
+    # one new file per table, each in one write (side by side: they are independent); the next full run
+    # replaces them. The manifest only after all of them.
+    with ThreadPoolExecutor(max(1, len(files))) as pool:
+        list(pool.map(lambda item: storage.put(*item), files.items()))
+    result.files = {t: layout.intraday_part_key(t, day, result.run) for t, r in added.items() if r}
     result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rejects)
     times = [o.mtime for _, o in new]
     result.seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -91,18 +92,31 @@ def write(storage: Storage, manifest: Manifest) -> None:
 def read_all(storage: Storage, day: date) -> list[Manifest]:
     """The day's manifests, oldest first. A damaged one is skipped: its deliveries are read again by the next
     run, which finds their rows already visible and adds none twice."""
-    out = []
-    for key in sorted(storage.keys(layout.runs_prefix(day))):
-        if not key.endswith(".json"):
-            continue
+    keys = sorted(k for k in storage.keys(layout.runs_prefix(day)) if k.endswith(".json"))
+
+    def fetch(key: str) -> bytes | None:
         try:
-            out.append(Manifest.from_json(storage.get(key)))
+            return storage.get(key)
         except NotFound:
-            continue
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            log.warning("ignoring the damaged run manifest %s (%s): its deliveries will be read again", key, e)
+            return None
         except StorageError as e:
             log.warning("cannot read the run manifest %s (%s): its deliveries will be read again", key, e)
+            return None
+
+    workers = max(1, min(storage.parallel_reads, len(keys)))
+    if workers > 1:  # up to one manifest per interval: on S3, read them side by side
+        with ThreadPoolExecutor(workers, thread_name_prefix="runlog-read") as pool:
+            bodies = list(pool.map(fetch, keys))
+    else:
+        bodies = [fetch(k) for k in keys]
+    out = []
+    for key, body in zip(keys, bodies, strict=True):
+        if body is None:
+            continue
+        try:
+            out.append(Manifest.from_json(body))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            log.warning("ignoring the damaged run manifest %s (%s): its deliveries will be read again", key, e)
     return out
 
 
@@ -111,6 +125,15 @@ def consumed_keys(manifests: list[Manifest]) -> set[str]:
     for m in manifests:
         keys |= m.raw_keys()
     return keys
+
+
+def consumed_names(manifests: list[Manifest]) -> dict[str, set[str]]:
+    """Per source, the sha256 names of the deliveries some run consumed (cheaper than whole keys for 1M)."""
+    names: dict[str, set[str]] = {}
+    for m in manifests:
+        for source, consumed in m.consumed.items():
+            names.setdefault(source, set()).update(consumed)
+    return names
 
 
 def as_row(m: Manifest) -> dict[str, Any]:
