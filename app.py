@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chalice import Chalice, Cron, Response
+from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib import runtime, webhook
+from chalicelib import metrics, runtime, webhook
 from chalicelib.settings import ConfigError
 from chalicelib.webhook import HttpError
 
@@ -73,4 +73,11 @@ def whatsapp_verify() -> Response:
 def daily_etl(event: object) -> dict:
     """Yesterday's raw deliveries → Parquet, and any day of the retry window still behind (EventBridge, shortly
     after midnight UTC)."""
-    return {"days": [r.as_dict() for r in runtime.run_daily_etl()]}
+    return {"days": [r.as_dict() for r in metrics.reported("daily_etl", runtime.run_daily_etl)]}
+
+
+@app.schedule(Rate(runtime.settings().etl_interval_minutes, unit=Rate.MINUTES), name="intraday_etl")
+def intraday_etl(event: object) -> dict:
+    """Today's new raw deliveries → new files beside today's rows, every ETL_INTERVAL_MINUTES (default 15); the
+    daily run finalises the day after midnight."""
+    return {"runs": [r.as_dict() for r in metrics.reported("intraday_etl", runtime.run_intraday_etl)]}

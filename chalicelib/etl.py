@@ -32,7 +32,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from chalicelib import layout, pii, telegram, whatsapp
+from chalicelib import layout, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError
 from chalicelib.values import decode
@@ -240,16 +240,18 @@ def versions_file(rows: DayRows, mark: str) -> bytes:
     return buffer.getvalue()
 
 
-def read_versions(storage: Storage, listing: RawListing, mark: str) -> tuple[set, set] | None:
-    """The day's stored versions, or None when missing, unreadable, or not of this raw listing and identifier
-    space (then the caller rebuilds them from raw)."""
+def read_versions(storage: Storage, listing: RawListing, mark: str, *,
+                  any_listing: bool = False) -> tuple[set, set] | None:
+    """The day's stored versions, or None when missing, unreadable, or not of this raw listing (unless
+    `any_listing`) and identifier space (then the caller rebuilds them from raw)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         data = pq.read_table(io.BytesIO(storage.get(layout.versions_key(listing.day))), page_checksum_verification=True)
         meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
-        if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (listing.digest, mark, str(COMMIT_FORMAT)):
+        digest = meta.get("raw_digest") if any_listing else listing.digest
+        if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (digest, mark, str(COMMIT_FORMAT)):
             return None
         columns = [data.column(c).to_pylist() for c in _VERSION_COLUMNS]
     except (NotFound, OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException):
@@ -277,13 +279,30 @@ def store_versions(storage: Storage, rows: DayRows, mark: str, warnings: list[st
 
 
 def window_versions(storage: Storage, day: date, window: int, pii_salt: str | None, warnings: list[str],
-                    listings: dict[date, RawListing]) -> tuple[set, set, dict[str, str]]:
-    """Versions and statuses that the window's earlier days' raw data gives, and the raw digests they came from."""
+                    listings: dict[date, RawListing], *, provisional: bool = False) -> tuple[set, set, dict[str, str]]:
+    """Versions and statuses that the window's earlier days' raw data gives, and the raw digests they came from.
+
+    `provisional` (intraday runs): a stored versions file is taken without listing its day's raw data to check it
+    (a listing per earlier day and run would cost more than the run); only a missing or unreadable one is rebuilt.
+    A delivery that reached an earlier day after its last full run may then leave a row in today's intraday
+    files that the nightly full run drops (that earlier day is behind meanwhile, and the catch-up reruns both)."""
     mark = pii_mark(pii_salt)
     messages: set[tuple] = set()
     statuses: set[tuple] = set()
     depends: dict[str, str] = {}
+    stored_files: dict[int, tuple[set, set] | None] = {}
+    if provisional and window:  # one small GET per earlier day, side by side
+        with ThreadPoolExecutor(min(window, max(1, storage.parallel_reads))) as pool:
+            found_all = pool.map(lambda back: read_versions(storage, RawListing(day - timedelta(days=back), ()), mark,
+                                                            any_listing=True), range(window, 0, -1))
+            stored_files = dict(zip(range(window, 0, -1), found_all, strict=True))
     for back in range(window, 0, -1):
+        if provisional:
+            stored = stored_files[back]
+            if stored is not None:
+                messages |= stored[0]
+                statuses |= stored[1]
+                continue
         listing = list_raw(storage, day - timedelta(days=back), listings)
         depends[listing.day.isoformat()] = listing.digest
         if not listing.objects:
@@ -302,8 +321,9 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
 # --- the day's output, committed as a whole -------------------------------------------------------------------
 
 
-def to_parquet(table: str, rows: list[Any]) -> bytes:
-    """Rows → one zstd Parquet file with the table's fixed schema, sorted for stable output."""
+def to_parquet(table: str, rows: list[Any], *, sort: bool = True) -> bytes:
+    """Rows → one zstd Parquet file with the table's fixed schema, sorted for stable output (unsorted: in the
+    given order, for a fanned-out run's shares, whose order decides which copy of a row wins)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -312,7 +332,7 @@ def to_parquet(table: str, rows: list[Any]) -> bytes:
     columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)
     arrays = [pa.array(list(values), type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
     data = pa.Table.from_arrays(arrays, schema=schema)
-    if len(rows) > 1:
+    if sort and len(rows) > 1:
         data = data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
@@ -393,10 +413,20 @@ def run_day(storage: Storage, day: date, pii_salt: str | None = None, progress: 
 def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progress | None, window: int,
              listings: dict[date, RawListing]) -> DayResult:
     started = time.perf_counter()
-    result = DayResult(day)
+    started_at = datetime.now(UTC)
     listing = list_raw(storage, day, listings)
-    result.deliveries = len(listing.objects)
     rows = read_day(storage, listing, pii_salt, progress)
+    return finish_day(storage, rows, pii_salt, window, listings, started, started_at)
+
+
+def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: int,
+               listings: dict[date, RawListing], started: float, started_at: datetime) -> DayResult:
+    """A full run from the day's parsed rows on (a single run, or the merge of a fanned-out one): the cross-day
+    check, the commit, and the run's manifest."""
+    listing = rows.listing
+    day = listing.day
+    result = DayResult(day)
+    result.deliveries = len(listing.objects)
     mark = pii_mark(pii_salt)
     store_versions(storage, rows, mark, result.warnings)
     seen_messages, seen_statuses, depends = window_versions(storage, day, window, pii_salt, result.warnings,
@@ -406,20 +436,39 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
     result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
     files = {"messages": to_parquet("messages", messages), "statuses": to_parquet("statuses", statuses),
              "rejects": to_parquet("rejects", rows.rejects)}
+    counts = {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)}
     record = {
         "format": COMMIT_FORMAT, "day": day.isoformat(), "raw": listing.digest, "deliveries": len(listing.objects),
         "window": window, "pii": mark, "depends": depends,
         "tables": {t: {"key": layout.part_key(t, day), "size": len(data)} for t, data in files.items()},
-        "rows": {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)},
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": counts, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     commit_day(storage, day, files, record, result.warnings)
-    result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rows.rejects)
+    result.messages, result.statuses, result.rejects = counts["messages"], counts["statuses"], counts["rejects"]
     result.seconds = time.perf_counter() - started
+    record_run(storage, listing, counts, started_at, result)
     for w in result.warnings:
         log.warning("%s", w)
     log.info("%s", result.summary())
     return result
+
+
+def record_run(storage: Storage, listing: RawListing, counts: dict[str, int], started_at: datetime,
+               result: DayResult) -> None:
+    """The full run's manifest (after its commit): it consumed the whole listing, so a later intraday run of
+    the day reads only what arrived since. Best effort: without it, that run re-reads the day and adds nothing
+    twice (it checks the day's visible rows)."""
+    manifest = runlog.Manifest(
+        run=runlog.new_run_id("full", started_at), kind="full", day=listing.day,
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"), seconds=result.seconds,
+        consumed=runlog.consumed_by(list(listing.objects)), rows=counts,
+        files={t: layout.part_key(t, listing.day) for t in counts})
+    try:
+        runlog.write(storage, manifest)
+    except StorageError as e:
+        result.warnings.append(f"could not record the run in {layout.runs_prefix(listing.day)} ({e}); the next "
+                               "intraday run of the day will re-read its raw data")
 
 
 def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None,
@@ -438,15 +487,31 @@ def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None
 # --- behind, and catching up -----------------------------------------------------------------------------------
 
 
+DEFAULT_INTERVAL_MINUTES = 15  # intraday runs (setting ETL_INTERVAL_MINUTES)
+
+
 def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
                   window: int = DEFAULT_RETRY_WINDOW_DAYS,
-                  listings: dict[date, RawListing] | None = None) -> str | None:
-    """Why the day's output is not what a run now would write (None: it is). Listings and one small read only."""
+                  listings: dict[date, RawListing] | None = None, now: datetime | None = None,
+                  interval_minutes: int = DEFAULT_INTERVAL_MINUTES) -> str | None:
+    """Why the day's output is not what a run now would write (None: it is). Listings and one small read only.
+
+    Today (UTC, by `now`) is judged by the intraday rule instead: behind when a raw delivery older than two
+    intervals is not in a row yet (`intraday.today_reason`). A past day whose rows come from intraday runs is
+    not finalised, hence behind: the catch-up's full run finalises it."""
     listings = {} if listings is None else listings
+    if day == (now or datetime.now(UTC)).date():
+        from chalicelib import intraday
+
+        return intraday.today_reason(storage, day, now, interval_minutes)
     listing = list_raw(storage, day, listings)
     record = read_commit(storage, day)
     outputs = {t: [o for o in storage.list(layout.enriched_prefix(t, day)) if not layout.is_import_file(o.key)]
                for t in layout.TABLES}
+    intraday_files = sum(layout.is_intraday_file(o.key) for t in layout.TABLES for o in outputs[t])
+    if intraday_files:
+        return (f"{intraday_files} file(s) of intraday runs: not finalised since (the catch-up's full run "
+                "replaces them)")
     if record is None:
         if listing.objects:
             return f"{len(listing.objects)} raw deliveries and no completed ETL run"

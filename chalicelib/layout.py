@@ -93,3 +93,33 @@ def table_prefix(table: str) -> str:
 def table_glob(table: str) -> str:
     """Every Parquet file of a table, as a glob relative to the lake's root (hive partitions `dt=...`)."""
     return f"{table_prefix(table)}dt=*/*.parquet"
+
+
+INTRADAY_FILE_PREFIX = "intraday-"  # rows of an intraday run, replaced by the day's next full run
+
+
+def intraday_part_key(table: str, day: date, run_id: str) -> str:
+    """The rows one intraday run added to a table: one new file per run and table, in one write."""
+    return enriched_prefix(table, day) + f"{INTRADAY_FILE_PREFIX}{run_id}.parquet"
+
+
+def is_intraday_file(key: str) -> bool:
+    return key.rpartition("/")[2].startswith(INTRADAY_FILE_PREFIX)
+
+
+def runs_prefix(day: date) -> str:
+    """One manifest per ETL run of the day (full or intraday): what it consumed and added, the run history."""
+    return etl_prefix(day) + "runs/"
+
+
+def run_key(day: date, run_id: str) -> str:
+    return f"{runs_prefix(day)}{run_id}.json"
+
+
+def share_prefix(day: date, shares: int) -> str:
+    """Where the workers of a fanned-out full run leave their shares of the day, until the merge."""
+    return etl_prefix(day) + f"shares/{shares}/"
+
+
+def share_key(day: date, shares: int, index: int, table: str) -> str:
+    return f"{share_prefix(day, shares)}{index}/{table}.parquet"

@@ -61,6 +61,17 @@ def run_daily_etl() -> list[etl.DayResult]:
     return etl.catch_up(ctx.storage, datetime.now(UTC).date(), ctx.pii_salt, window=ctx.window)
 
 
+def run_intraday_etl() -> list:
+    """The intraday schedule's run (the Lambda every ETL_INTERVAL_MINUTES, and `make run`): today, incrementally.
+    Past days are the daily catch-up's: it finalises them."""
+    from datetime import UTC, datetime
+
+    from chalicelib import intraday
+
+    ctx = etl_context()
+    return [intraday.run_refresh(ctx.storage, datetime.now(UTC).date(), ctx.pii_salt, window=ctx.window)]
+
+
 def use_storage(url: str, storage: Storage) -> None:
     """Make `storage(url)` answer with this storage: for tests that build theirs around a moto, throttled or broken
     client, which `open_storage` cannot make from a URL."""

@@ -178,6 +178,15 @@ class Settings:
             raise ConfigError("PII_MODE=hash needs PII_SALT (any long random string; keep it secret)")
         return salt
 
+    @property
+    def etl_interval_minutes(self) -> int:
+        """ETL_INTERVAL_MINUTES: how often the intraday run brings today up to date (default 15, 1 to 1440); today
+        is behind when a delivery older than two intervals is not in a row yet."""
+        text = self._raw("ETL_INTERVAL_MINUTES") or "15"
+        if not text.isdigit() or not 1 <= int(text) <= 1440:
+            raise ConfigError(f"ETL_INTERVAL_MINUTES must be a whole number of minutes from 1 to 1440, not {text!r}")
+        return int(text)
+
 
 def load(
     environ: Mapping[str, str] | None = None,

@@ -142,6 +142,15 @@ class FolderStorage:
                 continue  # deleted since it was listed
             yield ObjectInfo(key, st.st_size, st.st_mtime)
 
+    def mtimes(self, keys: list[str]) -> dict[str, float]:
+        """Modification times of a few objects (a stat each): a folder's `list` stats every file, where an S3
+        listing carries the times for free; an intraday run wants the times of its new deliveries only."""
+        out = {}
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                out[key] = os.stat(self._prefix + _check_key(key)).st_mtime
+        return out
+
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._prefix + _check_key(key))

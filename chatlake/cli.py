@@ -110,39 +110,25 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The columns of `status`, in the table and in its JSON (plus `behind` and `reason` there).
-STATUS_COLUMNS = ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"]
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    from chatlake import status, ui
+    from chatlake import status
 
     ctx = runtime.etl_context()
-    today = datetime.now(UTC).date()
-    days = status.recent(ctx.storage, today, args.days, ctx.pii_salt, ctx.window)
+    return status.command(ctx.storage, args.days, ctx.pii_salt, ctx.window, runtime.settings().etl_interval_minutes,
+                          fmt=args.format)
 
-    def state(d: status.DayStatus) -> str:
-        if d.day == today:
-            return "today: its ETL runs after midnight UTC"
-        if d.behind:
-            return f"BEHIND: {d.reason}"
-        if d.has_raw:
-            return "ok"
-        return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
 
-    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows, "state": state(d)} for d in days]
-    behind = sorted(d.day for d in days if d.behind and d.day != today)
-    if args.format == "json":
-        ui.print_json({"lake": ctx.storage.url, "today": str(today), "behind": [str(d) for d in behind],
-                       "days": [{**row, "behind": d.behind and d.day != today, "reason": d.reason}
-                                for row, d in zip(rows, days, strict=True)]})
-    else:
-        ui.print_table(rows, STATUS_COLUMNS,
-                       title=f"chatlake status: {ctx.storage.url} (raw deliveries, quarantined bodies, rows written)")
-    if behind:
-        print(f"{len(behind)} day(s) behind their raw data: run "
-              f"chatlake backfill --start {behind[0]} --end {behind[-1]}", file=sys.stderr)
-        return 1
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from chalicelib import intraday
+    from chatlake import ui
+
+    ctx = runtime.etl_context()
+    day = args.date or datetime.now(UTC).date()
+    result = intraday.run_refresh(ctx.storage, day, ctx.pii_salt, window=ctx.window)
+    ui.print_table([result.as_dict()], intraday.RESULT_COLUMNS, title=f"refresh {day} on {ctx.storage.url}")
+    print(result.summary())
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -364,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
              cmd_status, lake="read")
     p.add_argument("--days", type=days_back, default=7, help="how many days back, today included (default 7)")
     output(p)
+
+    p = verb("refresh", "one intraday run: add a day's new raw deliveries (default today, UTC) as new files; the "
+             "next full run (etl) finalises the day", cmd_refresh)
+    p.add_argument("--date", type=parse_day, help="the day, YYYY-MM-DD (default: today, UTC)")
 
     p = verb("set-telegram-webhook", "register the webhook with Telegram (setWebhook with the secret token), then "
              "show getWebhookInfo", cmd_set_telegram_webhook)

@@ -29,6 +29,7 @@ from chatlake import PROJECT_DIR
 REQUIREMENTS_DEV = PROJECT_DIR / "requirements-dev.txt"
 CHALICE_CONFIG = PROJECT_DIR / ".chalice" / "config.json"
 ETL_FUNCTION = "daily_etl"
+ETL_FUNCTIONS = (ETL_FUNCTION, "intraday_etl")  # both import pyarrow: both get the layer
 
 # Chalice deploys the local Python's minor version; python3.11 on Lambda is Amazon Linux 2 (glibc 2.26).
 LAMBDA_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -145,7 +146,8 @@ def with_stage_layer(config: dict[str, Any], stage: str, arn: str) -> dict[str, 
         raise LayerError(f"no stage {stage!r} in .chalice/config.json (stages: {', '.join(config.get('stages', {}))})")
     new = json.loads(json.dumps(config))
     functions = new["stages"][stage].setdefault("lambda_functions", {})
-    functions.setdefault(ETL_FUNCTION, {})["layers"] = [arn]
+    for name in ETL_FUNCTIONS:
+        functions.setdefault(name, {})["layers"] = [arn]
     return new
 
 

@@ -69,6 +69,7 @@ def serve(host: str, port: int, stage: str = "local") -> int:
         settings.telegram_secret_token()
         settings.require("WHATSAPP_APP_SECRET")
         runtime.storage(settings.datalake_url)  # a malformed DATALAKE_URL: refused now, not at the first delivery
+        interval = settings.etl_interval_minutes
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -84,6 +85,8 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     hour, minute = runtime.DAILY_ETL_AT
     print(f"The daily ETL runs at {hour:02d}:{minute:02d} UTC for the day before "
           "(now: chatlake etl --date YYYY-MM-DD).")
+    print(f"Intraday runs add today's new deliveries every {interval} min "
+          "(now: chatlake refresh).")
     print("Ctrl-C stops everything.", flush=True)
 
     # chalice's local server classes with a chunk-aware, bounded body reader (chatlake/local/server.py): the
@@ -94,6 +97,8 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     stopping = threading.Event()
     scheduler = threading.Thread(target=etl_scheduler, args=(stopping,), name="daily-etl", daemon=True)
     scheduler.start()
+    threading.Thread(target=intraday_scheduler, args=(stopping, interval), name="intraday-etl",
+                     daemon=True).start()
     try:
         return server.wait()
     except KeyboardInterrupt:
@@ -140,6 +145,19 @@ def etl_scheduler(stopping: threading.Event) -> None:
                   file=sys.stderr, flush=True)
         if stopping.wait(seconds_until_next_run(datetime.now(UTC))):
             return
+
+
+def intraday_scheduler(stopping: threading.Event, interval_minutes: int) -> None:
+    """What the `intraday_etl` schedule does in AWS: every `interval_minutes`, add today's new deliveries. The
+    first run waits one interval, so that it never overlaps the start-up catch-up."""
+    while not stopping.wait(interval_minutes * 60):
+        try:
+            for result in runtime.run_intraday_etl():
+                if result.deliveries:
+                    print(f"[refresh] {result.summary()}", flush=True)
+        except Exception as e:  # the webhooks keep running; say what failed and how to retry
+            print(f"[refresh] failed: {e}. It is retried at the next run; now: chatlake refresh",
+                  file=sys.stderr, flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -112,14 +112,16 @@ def test_the_four_routes_go_to_the_api_handler(package):
 
 def test_two_functions_with_their_memory_timeout_and_layers(package):
     fns = functions(package["sam"])
-    assert set(fns) == {"APIHandler", "DailyEtl"}
-    api, etl = fns["APIHandler"], fns["DailyEtl"]
+    assert set(fns) == {"APIHandler", "DailyEtl", "IntradayEtl"}
+    api, etl, intraday = fns["APIHandler"], fns["DailyEtl"], fns["IntradayEtl"]
     assert (api["Handler"], api["MemorySize"], api["Timeout"]) == ("app.app", 256, 10)
     assert (etl["Handler"], etl["MemorySize"], etl["Timeout"]) == ("app.daily_etl", 2048, 900)
-    for fn in (api, etl):
+    assert (intraday["Handler"], intraday["MemorySize"], intraday["Timeout"]) == ("app.intraday_etl", 2048, 600)
+    assert intraday["ReservedConcurrentExecutions"] == 1  # two runs of one day never overlap
+    for fn in (api, etl, intraday):
         assert (fn["Runtime"], fn["Architectures"], fn["CodeUri"]) == ("python3.11", ["x86_64"], "./deployment.zip")
     assert "Layers" not in api  # the webhooks never load pyarrow
-    assert etl["Layers"] == CONFIG["stages"]["dev"]["lambda_functions"]["daily_etl"]["layers"]
+    assert etl["Layers"] == CONFIG["stages"]["dev"]["lambda_functions"]["daily_etl"]["layers"] == intraday["Layers"]
     assert len(etl["Layers"]) == 1
 
 
@@ -131,9 +133,15 @@ def test_the_etl_runs_daily_after_midnight_utc(package):
     assert (hour, minute) == (0, 5)
 
 
+def test_the_intraday_etl_runs_every_15_minutes(package):
+    events = functions(package["sam"])["IntradayEtl"]["Events"]
+    assert events == {"IntradayEtlEvent": {"Type": "Schedule", "Properties": {"Schedule": "rate(15 minutes)"}}}
+
+
 def test_each_function_has_its_own_role_with_exactly_its_policy_file(package):
     resources = package["sam"]["Resources"]
-    pairs = (("APIHandler", "ApiHandlerRole", "api_handler"), ("DailyEtl", "DailyEtlRole", "daily_etl"))
+    pairs = (("APIHandler", "ApiHandlerRole", "api_handler"), ("DailyEtl", "DailyEtlRole", "daily_etl"),
+             ("IntradayEtl", "IntradayEtlRole", "intraday_etl"))
     for fn, role, function in pairs:
         assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
         policies = resources[role]["Properties"]["Policies"]
@@ -146,7 +154,8 @@ def test_the_etl_log_group_keeps_30_days(package):
     a group its function (named <app>-<stage>) never writes to, so docs/deploy.md sets that one with the AWS CLI."""
     groups = {k: v["Properties"] for k, v in package["sam"]["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
     etl_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${DailyEtl}"}, "RetentionInDays": 30}
-    assert groups == {"DailyEtlLogGroup": etl_group}
+    intraday_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${IntradayEtl}"}, "RetentionInDays": 30}
+    assert groups == {"DailyEtlLogGroup": etl_group, "IntradayEtlLogGroup": intraday_group}
 
 
 def test_the_package_is_small_and_holds_no_pyarrow(package):
@@ -223,23 +232,23 @@ def test_webhooks_may_only_add_raw_and_quarantine_objects_and_read_their_secrets
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_own_records(stage):
+@pytest.mark.parametrize("function", ["daily_etl", "intraday_etl"])
+def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_records(stage, function):
+    """Its records (`etl/`: commit, versions, run manifests) are read and written by both ETL functions."""
     bucket = bucket_of(stage)
-    raw, enriched = f"arn:aws:s3:::{bucket}/raw/*", f"arn:aws:s3:::{bucket}/enriched/*"
-    records = f"arn:aws:s3:::{bucket}/etl/*"
-    assert statements(policy(stage, "daily_etl")) == {
+    raw, enriched, records = (f"arn:aws:s3:::{bucket}/{p}/*" for p in ("raw", "enriched", "etl"))
+    assert statements(policy(stage, function)) == {
         "ListRawEnrichedAndEtl": {"Sid": "ListRawEnrichedAndEtl", "Effect": "Allow", "Action": ["s3:ListBucket"],
                                   "Resource": [f"arn:aws:s3:::{bucket}"],
                                   "Condition": {"StringLike": {"s3:prefix": ["raw/*", "enriched/*", "etl/*"]}}},
         "ReadRawEnrichedAndEtl": {"Sid": "ReadRawEnrichedAndEtl", "Effect": "Allow", "Action": ["s3:GetObject"],
                                   "Resource": [enriched, records, raw]},
-        "ReplaceEnrichedAndEtlRecords": {"Sid": "ReplaceEnrichedAndEtlRecords", "Effect": "Allow",
-                                         "Action": ["s3:DeleteObject", "s3:PutObject"],
-                                         "Resource": [enriched, records]},
+        "ReplaceEnrichedAndEtl": {"Sid": "ReplaceEnrichedAndEtl", "Effect": "Allow",
+                                  "Action": ["s3:DeleteObject", "s3:PutObject"], "Resource": [enriched, records]},
         "ReadPiiSalt": {"Sid": "ReadPiiSalt", "Effect": "Allow", "Action": ["ssm:GetParameter"],
                         "Resource": [param_arn(f"/chatlake/{stage}/pii-salt")]},
         "OwnLogs": {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS,
-                    "Resource": log_arns(f"chatlake-{stage}-daily_etl")},
+                    "Resource": log_arns(f"chatlake-{stage}-{function}")},
     }
 
 
@@ -304,6 +313,7 @@ def test_pyarrow_is_pinned_once_installed_and_named_by_every_stage_layer():
     assert pins == ["orjson==3.13.0"]
     for stage in DEPLOYED_STAGES:
         (arn,) = CONFIG["stages"][stage]["lambda_functions"]["daily_etl"]["layers"]
+        assert CONFIG["stages"][stage]["lambda_functions"]["intraday_etl"]["layers"] == [arn]
         assert pyarrow_layer.layer_version_of(arn) == pinned, f"{stage}: {arn} is not pyarrow {pinned}: publish-layer"
         assert "layers" not in CONFIG["stages"][stage]["lambda_functions"]["api_handler"]
 
@@ -407,9 +417,10 @@ def test_publish_layer_publishes_and_writes_the_arn_into_one_stage(tmp_path):
     assert [(v["LayerVersionArn"], v["CompatibleRuntimes"], v["CompatibleArchitectures"]) for v in published] == [
         (arn, ["python3.11"], ["x86_64"])]
     new = json.loads(config_path.read_text())
-    assert new["stages"]["dev"]["lambda_functions"]["daily_etl"]["layers"] == [arn]
-    new["stages"]["dev"]["lambda_functions"]["daily_etl"]["layers"] = CONFIG["stages"]["dev"]["lambda_functions"][
-        "daily_etl"]["layers"]
+    for function in ("daily_etl", "intraday_etl"):
+        assert new["stages"]["dev"]["lambda_functions"][function]["layers"] == [arn]
+        new["stages"]["dev"]["lambda_functions"][function]["layers"] = CONFIG["stages"]["dev"]["lambda_functions"][
+            function]["layers"]
     assert new == CONFIG  # nothing else changed
     assert f"published {arn}" in out.getvalue()
 

@@ -1,0 +1,205 @@
+"""Intraday runs: bring a day that is not finalised (today, by default) up to date, incrementally.
+
+A run of day D lists D's raw deliveries and reads only those that no run of the day has consumed (the union of
+the day's manifests, `runlog`: a full run consumes its whole listing). It parses them, drops each message version
+and status that an earlier day of the retry window gives (`etl.window_versions`, as a full run does) or that is
+already in one of the day's visible files (`part-0.parquet` of a full run, and earlier `intraday-*.parquet`
+files: their key columns are read), and writes each table's new rows as one new file,
+`enriched/<table>/dt=D/intraday-<run>.parquet`, in one write (a query sees all of it or none). The manifest
+comes last. A run killed in between wrote files but no manifest: the next run reads those deliveries again, finds
+their rows (and rejects) in the visible files and adds none of them twice; for the tables the killed run had not
+written yet, it adds the rows then.
+
+The day's next full run (`etl.run_day`, the nightly catch-up) is the finalising one: it writes `part-0.parquet`
+per table and then removes the intraday files, so the day ends as one file per table, identical to a run that
+never saw intraday runs. Until then, a past day with intraday files is "behind" (`etl.behind_reason`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from chalicelib import etl, layout, runlog
+from chalicelib.storage import ObjectInfo, Storage
+
+log = logging.getLogger("chatlake.intraday")
+
+RESULT_COLUMNS = ["day", "deliveries", "messages", "statuses", "rejects", "duplicates", "lag_seconds", "seconds"]
+
+
+@dataclass
+class RefreshResult:
+    """What one intraday run added."""
+
+    day: date
+    run: str = ""
+    deliveries: int = 0  # raw deliveries read for the first time
+    messages: int = 0
+    statuses: int = 0
+    rejects: int = 0
+    duplicates: int = 0  # versions/statuses an earlier day, an earlier run or another new delivery already gave
+    lag_seconds: float = 0.0  # how long the oldest delivery this run added waited for it
+    seconds: float = 0.0
+    files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.deliveries:
+            return f"{self.day}: up to date (no new raw deliveries)"
+        return (f"{self.day}: {self.deliveries} new deliveries -> +{self.messages} messages, +{self.statuses} "
+                f"statuses, +{self.rejects} rejects ({self.duplicates} duplicates dropped; waited up to "
+                f"{self.lag_seconds:.0f} s) in {self.seconds:.1f} s")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), date) else v)
+                for f in fields(self) if f.name != "warnings"}
+
+
+def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
+    """The day's raw deliveries with their receive times (an S3 listing carries them; a folder stats each)."""
+    return [(source, o) for source in layout.SOURCES for o in storage.list(layout.raw_prefix(source, day))
+            if o.key.endswith(".json")]
+
+
+def new_objects(storage: Storage, day: date, consumed: dict[str, set[str]]) -> list[tuple[str, ObjectInfo]]:
+    """The day's raw deliveries no run consumed, with their receive times. A backend that can give the times of
+    a few objects (a folder) lists names only and stats the new ones; S3's listing has them anyway."""
+    mtimes = getattr(storage, "mtimes", None)
+    if mtimes is None:
+        return [(s, o) for s, o in raw_objects(storage, day) if runlog.raw_name(o.key) not in consumed.get(s, ())]
+    new = [(source, key) for source in layout.SOURCES for key in storage.keys(layout.raw_prefix(source, day))
+           if key.endswith(".json") and runlog.raw_name(key) not in consumed.get(source, ())]
+    times = mtimes([k for _, k in new])
+    return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times]
+
+
+def visible_keys(storage: Storage, day: date, rows: etl.DayRows) -> tuple[set[tuple], set[tuple], set[str]]:
+    """Which of `rows`' version keys, status keys and rejected raw keys are already in the day's ETL files that a
+    query sees now (imports excluded: a full run does not compare against them either). Only key columns are
+    read, and only the rows whose id is among the new ones become Python tuples (a day holds 1M, a run 1%)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def tables(table: str, columns: list[str], column: str, wanted: set[str]) -> Any:
+        if not wanted:
+            return
+        keys = [k for k in storage.keys(layout.enriched_prefix(table, day))
+                if k.endswith(".parquet") and not layout.is_import_file(k)]
+        value_set = pa.array(sorted(wanted), pa.string())
+        for _, data in etl.read_bodies(storage, keys, storage.parallel_reads):  # one small file per run
+            t = pq.read_table(io.BytesIO(data), columns=columns)
+            yield t.filter(pc.is_in(t.column(column), value_set=value_set))
+
+    messages: set[tuple] = set()
+    for t in tables("messages", ["source", "message_id", "edited_at", "message_type"], "message_id",
+                    {k[1] for k in rows.messages}):
+        edited = t.column("edited_at").cast(pa.int64()).to_pylist()
+        messages.update(zip(t.column("source").to_pylist(), t.column("message_id").to_pylist(), edited,
+                            t.column("message_type").to_pylist(), strict=True))
+    statuses: set[tuple] = set()
+    for t in tables("statuses", ["message_id", "status"], "message_id", {k[0] for k in rows.statuses}):
+        statuses.update(zip(t.column("message_id").to_pylist(), t.column("status").to_pylist(), strict=True))
+    rejected: set[str] = set()
+    for t in tables("rejects", ["raw_key"], "raw_key", {r.raw_key for r in rows.rejects}):
+        rejected.update(t.column("raw_key").to_pylist())
+    return messages, statuses, rejected
+
+
+def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
+                window: int = etl.DEFAULT_RETRY_WINDOW_DAYS, now: datetime | None = None,
+                listings: dict[date, etl.RawListing] | None = None) -> RefreshResult:
+    """One intraday run of `day` (see the module's docstring)."""
+    started = time.perf_counter()
+    started_at = now or datetime.now(UTC)
+    result = RefreshResult(day)
+    new = new_objects(storage, day, runlog.consumed_names(runlog.read_all(storage, day)))
+    if not new:
+        result.seconds = time.perf_counter() - started
+        return result
+    result.run = runlog.new_run_id("intraday", started_at)
+    listing = etl.RawListing(day, tuple((source, o.key) for source, o in new))
+    rows = etl.read_day(storage, listing, pii_salt)
+    earlier_m, earlier_s, _ = etl.window_versions(storage, day, window, pii_salt, result.warnings,
+                                                  {} if listings is None else listings, provisional=True)
+    visible_m, visible_s, rejected = visible_keys(storage, day, rows)
+    messages = [m for k, m in rows.messages.items() if k not in earlier_m and k not in visible_m]
+    statuses = [s for k, s in rows.statuses.items() if k not in earlier_s and k not in visible_s]
+    rejects = [r for r in rows.rejects if r.raw_key not in rejected]
+    result.deliveries = len(new)
+    result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
+    added = {"messages": messages, "statuses": statuses, "rejects": rejects}
+    files = {layout.intraday_part_key(table, day, result.run): etl.to_parquet(table, table_rows)
+             for table, table_rows in added.items() if table_rows}
+    # one new file per table, each in one write (side by side: they are independent); the next full run
+    # replaces them. The manifest only after all of them.
+    with ThreadPoolExecutor(max(1, len(files))) as pool:
+        list(pool.map(lambda item: storage.put(*item), files.items()))
+    result.files = {t: layout.intraday_part_key(t, day, result.run) for t, r in added.items() if r}
+    result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rejects)
+    times = [o.mtime for _, o in new]
+    result.seconds = time.perf_counter() - started
+    finished = datetime.now(UTC) if now is None else started_at + timedelta(seconds=result.seconds)
+    result.lag_seconds = max(0.0, finished.timestamp() - min(times))
+    runlog.write(storage, runlog.Manifest(
+        run=result.run, kind="intraday", day=day, started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=finished.isoformat(timespec="seconds"), seconds=result.seconds,
+        consumed=runlog.consumed_by([(source, o.key) for source, o in new]),
+        rows={t: len(r) for t, r in added.items()}, files=result.files,
+        newest_raw_at=max(times), oldest_raw_at=min(times)))
+    for w in result.warnings:
+        log.warning("%s", w)
+    log.info("%s", result.summary())
+    return result
+
+
+# --- freshness, and when today is behind --------------------------------------------------------------------------
+
+
+@dataclass
+class Freshness:
+    """How far a day's rows trail its raw deliveries (times are receive times, seconds since the epoch)."""
+
+    day: date
+    deliveries: int = 0
+    newest_raw_at: float | None = None  # the newest raw delivery
+    newest_row_at: float | None = None  # the newest raw delivery some run consumed (its rows are queryable)
+    pending: int = 0  # raw deliveries no run consumed yet
+    oldest_pending_at: float | None = None
+    runs: list[runlog.Manifest] = field(default_factory=list)
+
+    def lag_seconds(self, now: datetime) -> float:
+        """How long the oldest delivery not yet in a row has waited (0 when every delivery is in)."""
+        return 0.0 if self.oldest_pending_at is None else max(0.0, now.timestamp() - self.oldest_pending_at)
+
+
+def freshness(storage: Storage, day: date) -> Freshness:
+    runs = runlog.read_all(storage, day)
+    consumed = runlog.consumed_keys(runs)
+    objects = raw_objects(storage, day)
+    f = Freshness(day, deliveries=len(objects), runs=runs)
+    done = [o.mtime for _, o in objects if o.key in consumed]
+    pending = [o.mtime for _, o in objects if o.key not in consumed]
+    f.newest_raw_at = max((o.mtime for _, o in objects), default=None)
+    f.newest_row_at = max(done, default=None)
+    f.pending, f.oldest_pending_at = len(pending), min(pending, default=None)
+    return f
+
+
+def today_reason(storage: Storage, day: date, now: datetime | None = None,
+                 interval_minutes: int = etl.DEFAULT_INTERVAL_MINUTES, fresh: Freshness | None = None) -> str | None:
+    """Today is behind when a raw delivery older than two intervals is not in a row yet (None: it is fresh)."""
+    now = now or datetime.now(UTC)
+    f = fresh or freshness(storage, day)
+    lag = f.lag_seconds(now)
+    if lag > 2 * interval_minutes * 60:
+        return (f"{f.pending} raw deliveries not in a row yet, the oldest received {lag / 60:.0f} min ago (more than "
+                f"two {interval_minutes}-minute intervals): run chatlake refresh")
+    return None
+
