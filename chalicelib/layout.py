@@ -11,7 +11,7 @@ TABLES = ("messages", "statuses", "rejects")
 PART_NAME = "part-0.parquet"  # the one file per table and day the ETL writes
 
 _DT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/")
-_SOURCE_RE = re.compile(r"(?:^|/)source=([a-z]+)/")
+_SOURCE_RE = re.compile(r"(?:^|/)source=([a-z_]+)/")
 
 
 def digest(body: bytes) -> str:
@@ -93,3 +93,9 @@ def table_prefix(table: str) -> str:
 def table_glob(table: str) -> str:
     """Every Parquet file of a table, as a glob relative to the lake's root (hive partitions `dt=...`)."""
     return f"{table_prefix(table)}dt=*/*.parquet"
+
+
+#: AWS End User Messaging Social: WhatsApp events from SNS, stored as received (no webhook route, no quarantine).
+EUM_SOURCE = "whatsapp_eum"
+#: Every source of the raw layer, in key order: what the ETL reads and `status` counts. `SOURCES` are the webhooks.
+RAW_SOURCES = (*SOURCES, EUM_SOURCE)

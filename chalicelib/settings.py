@@ -178,6 +178,11 @@ class Settings:
             raise ConfigError("PII_MODE=hash needs PII_SALT (any long random string; keep it secret)")
         return salt
 
+    @property
+    def whatsapp_eum_topic(self) -> str | None:
+        """WHATSAPP_EUM_TOPIC: the SNS topic (name or ARN) of AWS End User Messaging Social's WhatsApp events."""
+        return self._raw("WHATSAPP_EUM_TOPIC")
+
 
 def load(
     environ: Mapping[str, str] | None = None,

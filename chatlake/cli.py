@@ -111,7 +111,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 #: The columns of `status`, in the table and in its JSON (plus `behind` and `reason` there).
-STATUS_COLUMNS = ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"]
+STATUS_COLUMNS = ["day", "telegram", "whatsapp", "whatsapp_eum", "quarantined", "messages", "statuses", "rejects",
+                  "state"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
