@@ -1,17 +1,20 @@
 """chatlake: WhatsApp and Telegram webhooks into a raw data lake, and the daily ETL to Parquet.
 
-This file only declares what AWS gets (routes, the schedule) and wires them to `chalicelib`.
+This file only declares what AWS gets (routes, the schedule, the SNS subscription of AWS End User Messaging Social
+when the stage names its topic) and wires them to `chalicelib`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 from chalice import Chalice, Cron, Rate, Response
+from chalice.app import SNSEvent
 
-from chalicelib import metrics, runtime, webhook
-from chalicelib.settings import ConfigError
+from chalicelib import eum, metrics, runtime, webhook
+from chalicelib.settings import ConfigError, Settings
 from chalicelib.webhook import HttpError
 
 app = Chalice(app_name="chatlake")
@@ -81,3 +84,19 @@ def intraday_etl(event: object) -> dict:
     """Today's new raw deliveries → new files beside today's rows, every ETL_INTERVAL_MINUTES (default 15); the
     daily run finalises the day after midnight."""
     return {"runs": [r.as_dict() for r in metrics.reported("intraday_etl", runtime.run_intraday_etl)]}
+
+
+# The stage's own setting only (chalice loads this file with the stage's environment_variables when it packages or
+# deploys): never a developer's `.env`, which would add a function the stage does not ask for.
+WHATSAPP_EUM_TOPIC = Settings(os.environ).whatsapp_eum_topic
+
+if WHATSAPP_EUM_TOPIC:
+
+    @app.on_sns_message(topic=WHATSAPP_EUM_TOPIC, name="whatsapp_eum")
+    def whatsapp_eum(event: SNSEvent) -> dict:
+        """AWS End User Messaging Social's WhatsApp events → the raw layer, exactly. A storage failure raises:
+        Lambda retries the invocation, then SNS's and the function's dead-letter queues keep it (README)."""
+        key, stored = eum.store(event.message, runtime.storage())
+        if not stored:
+            log.info("whatsapp_eum event already stored at %s (an SNS retry)", key)
+        return {"key": key, "stored": stored}

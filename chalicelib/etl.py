@@ -32,7 +32,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from chalicelib import layout, pii, runlog, telegram, whatsapp
+from chalicelib import eum, layout, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError
 from chalicelib.values import decode
@@ -45,6 +45,7 @@ COMMIT_FORMAT = 1
 PARSERS: dict[str, Callable[[dict[str, Any], str], Parsed]] = {
     "telegram": telegram.parse,
     "whatsapp": whatsapp.parse,
+    eum.SOURCE: eum.parse,  # the same WhatsApp rows, from AWS End User Messaging Social's SNS events
 }
 # Sort keys, so that re-running a day gives byte-identical files.
 SORT_KEYS = {
@@ -100,15 +101,21 @@ def parse_delivery(source: str, raw_key: str, body: bytes) -> Parsed:
     try:
         value = decode(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        return Parsed(problems=[f"the raw delivery is not readable JSON ({e}); it should have been quarantined"])
+        return Parsed(problems=[f"the raw delivery is not readable JSON ({e}){_unquarantined(source)}"])
     if not isinstance(value, dict):
-        return Parsed(problems=[f"the raw delivery is JSON but not an object (a {type(value).__name__})"])
+        return Parsed(problems=[f"the raw delivery is JSON but not an object (a {type(value).__name__})"
+                                f"{_unquarantined(source)}"])
     try:
         return PARSERS[source](value, raw_key)
     except Exception as e:  # the day must complete; the reason goes to rejects
         log.exception("parser failed on %s", raw_key)
         return Parsed(problems=[f"chatlake's {source} parser failed ({type(e).__name__}: {e}); the raw delivery is "
                                 "kept: report this raw_key so the parser can be fixed, then re-run the day"])
+
+
+def _unquarantined(source: str) -> str:
+    """The webhooks quarantine unreadable bodies; SNS events are stored as received, so there it is no surprise."""
+    return "; it should have been quarantined" if source in layout.SOURCES else ""
 
 
 def read_bodies(storage: Storage, keys: list[str], workers: int) -> Iterator[tuple[str, bytes]]:
@@ -158,7 +165,7 @@ def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None =
     """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it)."""
     if cache is not None and day in cache:
         return cache[day]
-    listing = RawListing(day, tuple((source, key) for source in layout.SOURCES
+    listing = RawListing(day, tuple((source, key) for source in layout.RAW_SOURCES
                                     for key in storage.keys(layout.raw_prefix(source, day)) if key.endswith(".json")))
     if cache is not None:
         cache[day] = listing

@@ -63,7 +63,7 @@ class RefreshResult:
 
 def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
     """The day's raw deliveries with their receive times (an S3 listing carries them; a folder stats each)."""
-    return [(source, o) for source in layout.SOURCES for o in storage.list(layout.raw_prefix(source, day))
+    return [(source, o) for source in layout.RAW_SOURCES for o in storage.list(layout.raw_prefix(source, day))
             if o.key.endswith(".json")]
 
 
@@ -73,7 +73,7 @@ def new_objects(storage: Storage, day: date, consumed: dict[str, set[str]]) -> l
     mtimes = getattr(storage, "mtimes", None)
     if mtimes is None:
         return [(s, o) for s, o in raw_objects(storage, day) if runlog.raw_name(o.key) not in consumed.get(s, ())]
-    new = [(source, key) for source in layout.SOURCES for key in storage.keys(layout.raw_prefix(source, day))
+    new = [(source, key) for source in layout.RAW_SOURCES for key in storage.keys(layout.raw_prefix(source, day))
            if key.endswith(".json") and runlog.raw_name(key) not in consumed.get(source, ())]
     times = mtimes([k for _, k in new])
     return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times]

@@ -11,7 +11,7 @@ TABLES = ("messages", "statuses", "rejects")
 PART_NAME = "part-0.parquet"  # the one file per table and day the ETL writes
 
 _DT_RE = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/")
-_SOURCE_RE = re.compile(r"(?:^|/)source=([a-z]+)/")
+_SOURCE_RE = re.compile(r"(?:^|/)source=([a-z_]+)/")
 
 
 def digest(body: bytes) -> str:
@@ -123,3 +123,9 @@ def share_prefix(day: date, shares: int) -> str:
 
 def share_key(day: date, shares: int, index: int, table: str) -> str:
     return f"{share_prefix(day, shares)}{index}/{table}.parquet"
+
+
+#: AWS End User Messaging Social: WhatsApp events from SNS, stored as received (no webhook route, no quarantine).
+EUM_SOURCE = "whatsapp_eum"
+#: Every source of the raw layer, in key order: what the ETL reads and `status` counts. `SOURCES` are the webhooks.
+RAW_SOURCES = (*SOURCES, EUM_SOURCE)

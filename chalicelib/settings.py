@@ -187,6 +187,11 @@ class Settings:
             raise ConfigError(f"ETL_INTERVAL_MINUTES must be a whole number of minutes from 1 to 1440, not {text!r}")
         return int(text)
 
+    @property
+    def whatsapp_eum_topic(self) -> str | None:
+        """WHATSAPP_EUM_TOPIC: the SNS topic (name or ARN) of AWS End User Messaging Social's WhatsApp events."""
+        return self._raw("WHATSAPP_EUM_TOPIC")
+
 
 def load(
     environ: Mapping[str, str] | None = None,

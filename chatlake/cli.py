@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from chalicelib import runtime
 from chalicelib.settings import ConfigError, Settings
@@ -265,6 +266,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(args.deliveries, args.port)
 
 
+def cmd_ingest_sns(args: argparse.Namespace) -> int:
+    from chatlake import ingest_sns, ui
+
+    storage = runtime.storage()
+    results = ingest_sns.ingest(args.files, storage)
+    ui.print_table([vars(r) for r in results], ingest_sns.COLUMNS,
+                   title=f"AWS End User Messaging Social events into {storage.url}")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"error: {safe_text(r.file)}: {safe_text(r.error or '')}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(results)} file(s) stored nothing: give SNS notifications (a Lambda event, an "
+              "HTTPS/SQS delivery's body, SQS messages) or one bare event per file", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from chatlake.local.stack import serve
 
@@ -409,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deliveries", type=int, default=500, help="how many deliveries to post (default 500)")
     p.add_argument("--port", type=port_number, default=8000,
                    help="the local stack's port (default 8000; started there if none is running)")
+
+    p = verb("ingest-sns", "store AWS End User Messaging Social events given as SNS notifications (a Lambda event, "
+             "an HTTPS/SQS delivery, SQS messages) or as bare messages, as the SNS function does", cmd_ingest_sns,
+             lake="open")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a JSON file of notifications, or one event")
 
     p = verb("serve", "run the local stack: webhooks, the lake, the daily ETL (what `make run` does)", cmd_serve)
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine)")

@@ -48,7 +48,7 @@ def day_status(storage: Storage, day: date, pii_salt: str | None = None, window:
     listings = {} if listings is None else listings
     status = DayStatus(day)
     listing = etl.list_raw(storage, day, listings)
-    status.raw = {source: sum(1 for s, _ in listing.objects if s == source) for source in layout.SOURCES}
+    status.raw = {source: sum(1 for s, _ in listing.objects if s == source) for source in layout.RAW_SOURCES}
     status.reason = etl.behind_reason(storage, day, pii_salt, window=window, listings=listings, now=now,
                                       interval_minutes=interval_minutes)
     status.quarantined = sum(k.endswith(".body") for source in layout.SOURCES

@@ -105,7 +105,7 @@ def _last_etl(ctx: Context, now: datetime) -> Finding:
     try:
         done = [d for d in days if any(True for _ in storage.keys(layout.commit_key(d)))]
         waiting = [d for d in days if d not in done
-                   and any(any(True for _ in storage.keys(layout.raw_prefix(s, d))) for s in layout.SOURCES)]
+                   and any(any(True for _ in storage.keys(layout.raw_prefix(s, d))) for s in layout.RAW_SOURCES)]
     except Exception as e:
         return Finding("last ETL run", False, f"cannot read the lake: {e}", "chatlake doctor again once S3 answers")
     last = f"last complete day {max(done)}" if done else "no ETL run in the last week"

@@ -19,7 +19,7 @@ from chatlake.local.synthetic import samples
 from tests.conftest import PAYLOADS, PROJECT_DIR, SECRETS, keys
 
 TODAY = lambda: datetime.now(UTC).date()  # noqa: E731
-CORPUS = sorted(PAYLOADS.glob("*/*.json"))
+CORPUS = sorted(p for source in lake_layout.SOURCES for p in (PAYLOADS / source).glob("*.json"))  # webhook sources
 
 
 @pytest.fixture
