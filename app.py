@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chalice import Chalice, Cron, Response
+from chalice import Chalice, Cron, Rate, Response
 
 from chalicelib import runtime, webhook
 from chalicelib.settings import ConfigError
@@ -74,3 +74,10 @@ def daily_etl(event: object) -> dict:
     """Yesterday's raw deliveries → Parquet, and any day of the retry window still behind (EventBridge, shortly
     after midnight UTC)."""
     return {"days": [r.as_dict() for r in runtime.run_daily_etl()]}
+
+
+@app.schedule(Rate(runtime.MEDIA_EVERY_MINUTES, unit=Rate.MINUTES), name="media_capture")
+def media_capture(event: object) -> dict:
+    """Photos, voice notes, documents, videos: their bytes into `media/` within minutes of receipt, retried until
+    the platforms forget them (a schedule of its own: never on the webhook's answer path)."""
+    return {"days": [r.as_dict() for r in runtime.run_media_capture()]}

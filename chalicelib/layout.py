@@ -93,3 +93,17 @@ def table_prefix(table: str) -> str:
 def table_glob(table: str) -> str:
     """Every Parquet file of a table, as a glob relative to the lake's root (hive partitions `dt=...`)."""
     return f"{table_prefix(table)}dt=*/*.parquet"
+
+
+# --- media (issue 12): the bytes of photos, voice notes, documents, ...; their table is not one of the ETL's -------
+
+MEDIA_TABLE = "media"  # enriched/media/dt=D/: written by media capture, never by the ETL (not in TABLES)
+
+
+def media_prefix(source: str, day: date) -> str:
+    return f"media/source={source}/dt={day.isoformat()}/"
+
+
+def media_key(source: str, day: date, sha256: str, ext: str) -> str:
+    """A media file's key: content-addressed, so the same bytes sent twice on one day are one object."""
+    return f"{media_prefix(source, day)}{sha256}{ext}"
