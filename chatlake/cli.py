@@ -111,7 +111,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 #: The columns of `status`, in the table and in its JSON (plus `behind` and `reason` there).
-STATUS_COLUMNS = ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects", "state"]
+STATUS_COLUMNS = ["day", "telegram", "whatsapp", "quarantined", "messages", "statuses", "rejects",
+                  "media stored/pending/failed", "state"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -130,11 +131,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             return "ok"
         return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
 
-    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows, "state": state(d)} for d in days]
+    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows,
+             "media stored/pending/failed": status.media_cell(d.media), "state": state(d)} for d in days]
     behind = sorted(d.day for d in days if d.behind and d.day != today)
     if args.format == "json":
         ui.print_json({"lake": ctx.storage.url, "today": str(today), "behind": [str(d) for d in behind],
-                       "days": [{**row, "behind": d.behind and d.day != today, "reason": d.reason}
+                       "days": [{**{k: v for k, v in row.items() if k != "media stored/pending/failed"},
+                                 "media": d.media, "behind": d.behind and d.day != today, "reason": d.reason}
                                 for row, d in zip(rows, days, strict=True)]})
     else:
         ui.print_table(rows, STATUS_COLUMNS,
@@ -144,6 +147,12 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"chatlake backfill --start {behind[0]} --end {behind[-1]}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_media(args: argparse.Namespace) -> int:
+    from chatlake import media_fetch
+
+    return media_fetch.command(args.date, args.format)
 
 
 def cmd_set_telegram_webhook(args: argparse.Namespace) -> int:
@@ -363,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("status", "per day: raw deliveries, quarantined, rows, rejects, and days behind (exit 1 if any)",
              cmd_status, lake="read")
     p.add_argument("--days", type=days_back, default=7, help="how many days back, today included (default 7)")
+    output(p)
+
+    p = verb("media", "capture media (photos, voice notes, documents, videos) into the lake now", cmd_media,
+             lake="open")
+    p.add_argument("action", choices=("fetch",), help="fetch: download what is not stored yet (pending, disabled, "
+                   "retryable), at once")
+    p.add_argument("--date", type=parse_day, help="only this day, YYYY-MM-DD (default: today and the 7 days before, "
+                   "the window WhatsApp keeps media ids)")
     output(p)
 
     p = verb("set-telegram-webhook", "register the webhook with Telegram (setWebhook with the secret token), then "

@@ -93,6 +93,11 @@ def sections(run: Run, describe: Callable[[str], str]) -> list[Section]:
     out.append(Section("Message types", describe("message_types"),
                        charts.horizontal_bars(top_and_other(types, TOP_TYPES), "Message types")))
 
+    media = run("media_by_type")
+    out.append(Section("Media per type and size", describe("media_by_type"),
+                       _table(media, ["source", "message_type", "files", "stored", "pending", "not_stored",
+                                      "stored_mb"])))
+
     waits = run("first_response_time")
     inbound, answered = _total(waits, "inbound"), _total(waits, "answered")
     within_5, within_60 = _total(waits, "within_5_min"), _total(waits, "within_1_hour")
