@@ -16,6 +16,7 @@ token), and `redact` removes the token from any text that could still carry it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -70,10 +71,8 @@ class Fetched:
     mime_type: str | None
 
     def discard(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def resolve(host: str) -> list[str]:
@@ -173,7 +172,7 @@ class Http:
             return e
         except MediaError:
             raise
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise MediaError("retry", f"{what}: {host} did not answer within {self.limits.timeout:g} s") from None
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
@@ -189,7 +188,7 @@ class Http:
             status = getattr(response, "status", None) or response.getcode()
             try:
                 body = response.read(MiB)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise MediaError("retry", f"{what}: the answer did not arrive within {self.limits.timeout:g} s") \
                     from None
             except OSError as e:
@@ -233,7 +232,7 @@ class Http:
                             raise MediaError("retry", f"{what}: not complete within {limits.deadline:g} s")
                         digest.update(chunk)
                         out.write(chunk)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 os.unlink(path)
                 raise MediaError("retry", f"{what}: {_origin(url)[1]} stopped sending for "
                                  f"{limits.timeout:g} s") from None

@@ -16,6 +16,7 @@ The ETL never reads or writes this table: it is not one of `layout.TABLES`. pyar
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -200,10 +201,8 @@ def store_file(storage: Storage, key: str, fetched: Fetched, part_size: int = PA
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except OSError as e:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise StorageError(f"cannot write {target}: {e.strerror or e}") from e
         return True
     if isinstance(storage, S3Storage) and fetched.size > part_size:

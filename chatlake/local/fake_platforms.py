@@ -4,6 +4,7 @@ drip slowly, lie about its hash) so every path of capture runs against a socket,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -50,7 +51,7 @@ class FakeFile:
     drip_seconds: float = 0.0  # pause before each chunk of the download
     stall_after: int | None = None  # send this many bytes, then hang (until the server stops)
     claimed_sha256: str | None = None  # the Graph API's sha256 (default: the true one)
-    send_length: bool = True
+    send_length: bool = True  # False: no Content-Length, and the APIs give no file_size (only streaming can tell)
 
     @property
     def size(self) -> int:
@@ -80,11 +81,9 @@ class _Server:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
-                try:
+            def do_GET(self) -> None:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     fake.handle(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -92,7 +91,7 @@ class _Server:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> _Server:
         self.thread.start()
@@ -189,7 +188,8 @@ class FakeGraphApi(_Server):
             serial = self._issued[media_id]
         self.reply_json(request, 200, {"messaging_product": "whatsapp", "id": media_id,
                                        "url": f"{self.url}/download/{media_id}/{serial}", "mime_type": file.mime,
-                                       "sha256": file.claimed_sha256 or file.sha256(), "file_size": file.size})
+                                       "sha256": file.claimed_sha256 or file.sha256(),
+                                       **({"file_size": file.size} if file.send_length else {})})
 
     def download(self, request: BaseHTTPRequestHandler, media_id: str, serial: int) -> None:
         self.count(f"download:{media_id}")
@@ -225,8 +225,8 @@ class FakeBotApi(_Server):
                                                       "description": "Bad Request: file is too big"})
             ext = {"image/jpeg": "jpg", "audio/ogg": "oga", "video/mp4": "mp4"}.get(file.mime, "bin")
             return self.reply_json(request, 200, {"ok": True, "result": {
-                "file_id": file_id, "file_unique_id": file_id[-8:], "file_size": file.size,
-                "file_path": f"files/{file_id}.{ext}"}})
+                "file_id": file_id, "file_unique_id": file_id[-8:], "file_path": f"files/{file_id}.{ext}",
+                **({"file_size": file.size} if file.send_length else {})}})
         prefix = f"/file/bot{self.token}/files/"
         if parts.path.startswith(prefix):
             file_id = parts.path[len(prefix):].rsplit(".", 1)[0]
