@@ -63,7 +63,7 @@ class Capture:
     pii_salt: str | None = None
     part_size: int = PART_SIZE
     budget: float | None = None  # seconds; None: fetch everything due
-    checkpoint_files: int = 50  # rewrite the table after this many attempts ...
+    checkpoint_files: int = 200  # rewrite the table after this many attempts ...
     checkpoint_seconds: float = 30.0  # ... or this many seconds, whichever comes first
     clock: Callable[[], float] = time.time
 
@@ -184,6 +184,8 @@ def scan(storage: Storage, day: date, since: float | None, pii_salt: str | None)
 
 
 def exists(storage: Storage, key: str) -> bool:
+    if isinstance(storage, FolderStorage):  # one stat, not a listing of the day's folder
+        return os.path.exists(os.path.join(storage.root, *key.split("/")))
     return any(o.key == key for o in storage.list(key))
 
 
@@ -197,7 +199,10 @@ def store_file(storage: Storage, key: str, fetched: Fetched, part_size: int = PA
         os.makedirs(os.path.dirname(target), exist_ok=True)
         tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}.tmp")
         try:
-            shutil.copyfile(fetched.path, tmp)
+            try:
+                os.rename(fetched.path, tmp)  # the spool on the same file system: no second copy
+            except OSError:
+                shutil.copyfile(fetched.path, tmp)
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except OSError as e:

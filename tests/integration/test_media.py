@@ -10,7 +10,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-
 import pytest
 
 from chalicelib import etl, layout, media, runtime
@@ -31,8 +30,8 @@ def fakes():
         yield graph, bot
 
 
-def capture(storage, graph, bot, limits=media.Limits(), spool=None, **kwargs) -> mc.Capture:
-    http = media.Http(media.UrlPolicy(trusted=(graph.url, bot.url)), limits,
+def capture(storage, graph, bot, limits=None, spool=None, **kwargs) -> mc.Capture:
+    http = media.Http(media.UrlPolicy(trusted=(graph.url, bot.url)), limits or media.Limits(),
                       **({"spool": str(spool)} if spool else {}))
     return mc.Capture(storage, {"whatsapp": media.WhatsAppMedia(http, WA_TOKEN, graph.url),
                                 "telegram": media.TelegramMedia(http, TG_TOKEN, bot.url)}, **kwargs)
@@ -279,7 +278,7 @@ def test_retries_of_a_delivery_on_later_days_add_no_second_row(lake, fakes):
 
 
 def test_schedule_is_off_without_tokens_and_on_with_them(lake, fakes, monkeypatch):
-    graph, bot = fakes
+    graph, _ = fakes
     graph.add("m1", FakeFile(b"scheduled"))
     one_whatsapp(lake, "m1")
     assert runtime.run_media_capture() == [] and table(lake) == {}  # off: no token set
@@ -299,7 +298,7 @@ def test_schedule_is_off_without_tokens_and_on_with_them(lake, fakes, monkeypatc
 def test_media_fetch_command_and_status(lake, fakes, monkeypatch, capsys):
     from chatlake import cli
 
-    graph, bot = fakes
+    graph, _ = fakes
     graph.add("m1", FakeFile(b"by hand"))
     one_whatsapp(lake, "m1")
     one_whatsapp(lake, "m2")
