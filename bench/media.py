@@ -50,7 +50,7 @@ url, lake = sys.argv[1], sys.argv[2]
 today = datetime.now(UTC).date()
 storage = FolderStorage(lake)
 http = media.Http(media.UrlPolicy(trusted=(url,)))
-cap = mc.Capture(storage, {"whatsapp": media.WhatsAppMedia(http, "%s", url)})
+cap = mc.Capture(storage, {"whatsapp": media.WhatsAppMedia(http, "TOKEN", url)})
 put_raw(storage, "whatsapp", today, whatsapp_delivery(today, [("wamid.warm", "image", "warm")]))
 mc.run(cap, today, [today])  # imports, pyarrow, the first table: the baseline
 import os, threading
@@ -68,7 +68,7 @@ done.set(); sampler.join()
 after = max(peak[0], rss_kib())
 rows, _ = mc.read_table(storage, today)
 print(json.dumps({"before_kib": before, "after_kib": after, "status": rows[("whatsapp", "big")].status}))
-""" % TOKEN
+""".replace("TOKEN", TOKEN)
 
 
 def run(n: int = 1000, rounds: int = 3) -> bool:
