@@ -90,6 +90,11 @@ def test_every_media_kind_of_both_platforms_is_stored_and_joins_messages(lake, f
         assert len(got) == len(expected) and all(r["media_status"] == "stored" for r in got)
         assert {r["media_key"] for r in got} == {r.media_key for r in rows.values()}
         assert engine.run("SELECT count(*) AS n FROM media").records() == [{"n": len(expected)}]
+        from chatlake import report
+
+        html = report.build(query.duckdb_engine(lake, tmp_path / "cache"), 1)
+        section = html.split("Media per type and size", 1)[1].split("</section>", 1)[0]
+        assert "<td>video_note</td>" in section and "<td>document</td>" in section
 
 
 def test_an_expired_download_url_is_fetched_again_fresh(lake, fakes):
