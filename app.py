@@ -100,3 +100,10 @@ if WHATSAPP_EUM_TOPIC:
         if not stored:
             log.info("whatsapp_eum event already stored at %s (an SNS retry)", key)
         return {"key": key, "stored": stored}
+
+
+@app.schedule(Rate(runtime.MEDIA_EVERY_MINUTES, unit=Rate.MINUTES), name="media_capture")
+def media_capture(event: object) -> dict:
+    """Photos, voice notes, documents, videos: their bytes into `media/` within minutes of receipt, retried until
+    the platforms forget them (a schedule of its own: never on the webhook's answer path)."""
+    return {"days": [r.as_dict() for r in runtime.run_media_capture()]}

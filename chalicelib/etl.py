@@ -52,6 +52,7 @@ SORT_KEYS = {
     "messages": ["sent_at", "source", "message_id", "edited_at", "message_type"],
     "statuses": ["status_at", "message_id", "status"],
     "rejects": ["source", "raw_key", "reason"],
+    "media": ["source", "media_id"],
 }
 
 Progress = Callable[[int, int], None]  # (deliveries done, deliveries in all)
@@ -328,9 +329,10 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
 # --- the day's output, committed as a whole -------------------------------------------------------------------
 
 
-def to_parquet(table: str, rows: list[Any], *, sort: bool = True) -> bytes:
+def to_parquet(table: str, rows: list[Any], metadata: dict[str, str] | None = None, *, sort: bool = True) -> bytes:
     """Rows → one zstd Parquet file with the table's fixed schema, sorted for stable output (unsorted: in the
-    given order, for a fanned-out run's shares, whose order decides which copy of a row wins)."""
+    given order, for a fanned-out run's shares, whose order decides which copy of a row wins; `metadata` goes in
+    its schema, for a writer's own bookkeeping)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -341,6 +343,8 @@ def to_parquet(table: str, rows: list[Any], *, sort: bool = True) -> bytes:
     data = pa.Table.from_arrays(arrays, schema=schema)
     if sort and len(rows) > 1:
         data = data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
+    if metadata:
+        data = data.replace_schema_metadata(metadata)
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
     return buffer.getvalue()

@@ -129,3 +129,17 @@ def share_key(day: date, shares: int, index: int, table: str) -> str:
 EUM_SOURCE = "whatsapp_eum"
 #: Every source of the raw layer, in key order: what the ETL reads and `status` counts. `SOURCES` are the webhooks.
 RAW_SOURCES = (*SOURCES, EUM_SOURCE)
+
+
+# --- media (issue 12): the bytes of photos, voice notes, documents, ...; their table is not one of the ETL's -------
+
+MEDIA_TABLE = "media"  # enriched/media/dt=D/: written by media capture, never by the ETL (not in TABLES)
+
+
+def media_prefix(source: str, day: date) -> str:
+    return f"media/source={source}/dt={day.isoformat()}/"
+
+
+def media_key(source: str, day: date, sha256: str, ext: str) -> str:
+    """A media file's key: content-addressed, so the same bytes sent twice on one day are one object."""
+    return f"{media_prefix(source, day)}{sha256}{ext}"

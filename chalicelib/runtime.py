@@ -15,6 +15,7 @@ from chalicelib.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from chalicelib import etl
+    from chalicelib import media_capture as media_capture_module
 
 _storages: dict[str, Storage] = {}
 
@@ -82,3 +83,49 @@ def reset() -> None:
     """Forget the cached storages, as a new process (a Lambda cold start) would: the cache keeps a warm Lambda's S3
     client and connections between invocations; tests call this so no storage leaks from one test into the next."""
     _storages.clear()
+
+
+# --- media capture (issue 12) ------------------------------------------------------------------------------------
+
+#: How often the media function runs (minutes), and how long a run starts new fetches (its timeout is 300 s).
+MEDIA_EVERY_MINUTES = 5
+MEDIA_BUDGET_SECONDS = 240.0
+MEDIA_TOKENS = {"whatsapp": "WHATSAPP_ACCESS_TOKEN", "telegram": "TELEGRAM_BOT_TOKEN"}
+
+
+def media_capture(s: Settings | None = None, budget: float | None = None) -> media_capture_module.Capture:
+    """A capture run's context from the settings: a fetcher per platform whose token is set (the others are
+    `disabled`, with the reason), the size limit, and the URL policy (the explicit API base URLs are trusted)."""
+    from chalicelib import media
+    from chalicelib import media_capture as mc
+    from chalicelib.settings import ConfigError
+
+    s = s or settings()
+    http = media.Http(media.UrlPolicy(trusted=s.explicit_api_urls), media.Limits(max_bytes=s.media_max_bytes))
+    fetchers: dict[str, mc.Fetcher] = {}
+    disabled: dict[str, str] = {}
+    for source, name in MEDIA_TOKENS.items():
+        try:
+            token = s.get(name)
+        except ConfigError as e:
+            disabled[source] = str(e)
+            continue
+        if not token:
+            disabled[source] = f"{name} is not set: set it (or {name}_PARAM), then run chatlake media fetch"
+        elif source == "whatsapp":
+            fetchers[source] = media.WhatsAppMedia(http, token, s.graph_api_url)
+        else:
+            fetchers[source] = media.TelegramMedia(http, token, s.telegram_api_url)
+    return mc.Capture(storage(s.datalake_url), fetchers, disabled, s.pii_salt(), budget=budget)
+
+
+def run_media_capture() -> list[media_capture_module.DayCapture]:
+    """The schedule's run (the Lambda, and `make run`): nothing when MEDIA_CAPTURE is off; else the window's days."""
+    from datetime import UTC, datetime
+
+    from chalicelib import media_capture as mc
+
+    s = settings()
+    if not s.media_capture():
+        return []
+    return mc.run(media_capture(s, MEDIA_BUDGET_SECONDS), datetime.now(UTC).date())

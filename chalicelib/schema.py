@@ -58,6 +58,24 @@ class Reject:
 
 
 @dataclass(slots=True)
+class MediaRow:
+    """One media file of a message (issue 12): where its bytes are in the lake, or why they are not (yet)."""
+
+    source: str
+    media_id: str
+    message_id: str
+    message_type: str
+    status: str  # stored, pending, failed, too_large, expired, disabled
+    mime_type: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    media_key: str | None = None  # null until stored
+    fetched_at: int | None = None  # ms since epoch, UTC: the last attempt
+    error: str | None = None
+    attempts: int = 0  # fetch attempts so far: the backoff of the retries
+
+
+@dataclass(slots=True)
 class Parsed:
     """What one delivery gives: rows, and the sentences saying what could not be read."""
 
@@ -107,8 +125,22 @@ COLUMNS: dict[str, dict[str, str]] = {
         "raw_key": "string",
         "reason": "string",
     },
+    "media": {
+        "source": "string",
+        "media_id": "string",
+        "message_id": "string",
+        "message_type": "string",
+        "mime_type": "string",
+        "bytes": "int",
+        "sha256": "string",
+        "media_key": "string",
+        "fetched_at": "timestamp",
+        "status": "string",
+        "error": "string",
+        "attempts": "int",
+    },
 }
-ROW_TYPES: dict[str, type] = {"messages": Message, "statuses": Status, "rejects": Reject}
+ROW_TYPES: dict[str, type] = {"messages": Message, "statuses": Status, "rejects": Reject, "media": MediaRow}
 ATHENA_TYPES = {"string": "string", "timestamp": "timestamp", "bool": "boolean", "int": "bigint"}
 
 assert all(set(COLUMNS[t]) == {f.name for f in fields(ROW_TYPES[t])} for t in COLUMNS)

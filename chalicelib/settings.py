@@ -192,6 +192,36 @@ class Settings:
         """WHATSAPP_EUM_TOPIC: the SNS topic (name or ARN) of AWS End User Messaging Social's WhatsApp events."""
         return self._raw("WHATSAPP_EUM_TOPIC")
 
+    # --- media capture (issue 12) ---
+
+    @property
+    def graph_api_url(self) -> str:
+        return (self._raw("GRAPH_API_URL") or "https://graph.facebook.com").rstrip("/")
+
+    @property
+    def explicit_api_urls(self) -> tuple[str, ...]:
+        """The platform base URLs set explicitly (GRAPH_API_URL, TELEGRAM_API_URL): media may be fetched from
+        their scheme and host too, even over plain HTTP on a private address (the tests' fakes)."""
+        return tuple(u.rstrip("/") for n in ("GRAPH_API_URL", "TELEGRAM_API_URL") if (u := self._raw(n)))
+
+    def media_capture(self) -> bool:
+        """MEDIA_CAPTURE: `on` or `off`; unset, it is on once a media token (or its `_PARAM`) is set."""
+        text = (self._raw("MEDIA_CAPTURE") or "").lower()
+        if text in ("on", "off"):
+            return text == "on"
+        if text:
+            raise ConfigError(f"MEDIA_CAPTURE must be 'on' or 'off', not {text!r}")
+        names = ("WHATSAPP_ACCESS_TOKEN", "TELEGRAM_BOT_TOKEN")
+        return any(layer.get(n) or layer.get(f"{n}_PARAM") for layer in (self.env, self.dotenv) for n in names)
+
+    @property
+    def media_max_bytes(self) -> int:
+        """MEDIA_MAX_BYTES: the largest media file captured (default 100 MiB; WhatsApp documents go to 100 MB)."""
+        text = self._raw("MEDIA_MAX_BYTES") or str(100 * 1024 * 1024)
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"MEDIA_MAX_BYTES must be a whole number of bytes, at least 1, not {text!r}")
+        return int(text)
+
 
 def load(
     environ: Mapping[str, str] | None = None,

@@ -133,6 +133,12 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_media(args: argparse.Namespace) -> int:
+    from chatlake import media_fetch
+
+    return media_fetch.command(args.date, args.format)
+
+
 def cmd_set_telegram_webhook(args: argparse.Namespace) -> int:
     from chatlake.deploy import telegram_api
 
@@ -371,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("refresh", "one intraday run: add a day's new raw deliveries (default today, UTC) as new files; the "
              "next full run (etl) finalises the day", cmd_refresh)
     p.add_argument("--date", type=parse_day, help="the day, YYYY-MM-DD (default: today, UTC)")
+
+    p = verb("media", "capture media (photos, voice notes, documents, videos) into the lake now", cmd_media,
+             lake="open")
+    p.add_argument("action", choices=("fetch",), help="fetch: download what is not stored yet (pending, disabled, "
+                   "retryable), at once")
+    p.add_argument("--date", type=parse_day, help="only this day, YYYY-MM-DD (default: today and the 7 days before, "
+                   "the window WhatsApp keeps media ids)")
+    output(p)
 
     p = verb("set-telegram-webhook", "register the webhook with Telegram (setWebhook with the secret token), then "
              "show getWebhookInfo", cmd_set_telegram_webhook)

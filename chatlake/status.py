@@ -24,6 +24,7 @@ class DayStatus:
     quarantined: int = 0
     rows: dict[str, int | None] = field(default_factory=dict)  # per table; None: no output yet (or unreadable)
     reason: str | None = None  # why the day is behind; None when its output is current
+    media: dict[str, int] = field(default_factory=dict)  # media table rows per status (empty: no media table)
 
     @property
     def behind(self) -> bool:
@@ -60,7 +61,31 @@ def day_status(storage: Storage, day: date, pii_salt: str | None = None, window:
             status.rows[table] = sum(counts) if files else None
         except (OSError, ValueError, StorageError):
             status.rows[table] = None
+    status.media = media_counts(storage, day)
     return status
+
+
+def media_counts(storage: Storage, day: date) -> dict[str, int]:
+    """The day's media rows per status (`stored`, `pending`, `failed`, ...); empty when capture never ran."""
+    from chalicelib import media_capture
+
+    try:
+        rows, _ = media_capture.read_table(storage, day)
+    except StorageError:
+        return {}
+    counts: dict[str, int] = {}
+    for row in rows.values():
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+def media_cell(counts: dict[str, int]) -> str:
+    """`stored/pending/failed` for the status table ("" without media); failed counts every status that will
+    not be stored (failed, too_large, expired, disabled)."""
+    if not counts:
+        return ""
+    failed = sum(n for s, n in counts.items() if s not in ("stored", "pending"))
+    return f"{counts.get('stored', 0)}/{counts.get('pending', 0)}/{failed}"
 
 
 def recent(storage: Storage, today: date, days: int, pii_salt: str | None = None,
@@ -110,11 +135,12 @@ def command(storage: Storage, days: int, pii_salt: str | None, window: int, inte
             return "ok"
         return "ok (no deliveries)" if any(n is not None for n in d.rows.values()) else "no data"
 
-    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows, "state": state(d)}
-            for d in recent_days]
+    rows = [{"day": str(d.day), **d.raw, "quarantined": d.quarantined, **d.rows,
+             "media stored/pending/failed": media_cell(d.media), "state": state(d)} for d in recent_days]
     if fmt == "json":
         ui.print_json({"lake": storage.url, "behind": [str(d) for d in behind], "today": summary,
-                       "days": [{**row, "behind": d.behind, "reason": d.reason}
+                       "days": [{**{k: v for k, v in row.items() if k != "media stored/pending/failed"},
+                                 "media": d.media, "behind": d.behind, "reason": d.reason}
                                 for row, d in zip(rows, recent_days, strict=True)]})
     else:
         _print_tables(storage, rows, fresh, summary, today, interval_minutes)

@@ -24,6 +24,7 @@ from chatlake import PROJECT_DIR
 STAGES = ("dev", "prod")
 STATE_ROOT = PROJECT_DIR / ".deploy"
 API_FUNCTION, ETL_FUNCTION = "api_handler", "daily_etl"
+MEDIA_FUNCTION = "media_capture"  # issue 12: imports pyarrow lazily too, so it gets the same layer
 #: What `chalice deploy` packages, copied into the rendered project.
 PROJECT_FILES = ("app.py", "requirements.txt")
 PROJECT_DIRS = ("chalicelib",)
@@ -54,7 +55,8 @@ def check_bucket_name(name: str) -> str:
 
 def function_names(stage: str) -> dict[str, str]:
     """The Lambda function names chalice gives each function of `stage`."""
-    return {API_FUNCTION: f"chatlake-{stage}", ETL_FUNCTION: f"chatlake-{stage}-{ETL_FUNCTION}"}
+    return {API_FUNCTION: f"chatlake-{stage}", ETL_FUNCTION: f"chatlake-{stage}-{ETL_FUNCTION}",
+            MEDIA_FUNCTION: f"chatlake-{stage}-{MEDIA_FUNCTION}"}
 
 
 def parameter_prefix(stage: str) -> str:
@@ -155,6 +157,8 @@ def render_files(state: StageState, project_dir: Path = PROJECT_DIR) -> dict[str
     functions = block.setdefault("lambda_functions", {})
     if state.layer_arn:
         functions.setdefault(ETL_FUNCTION, {})["layers"] = [state.layer_arn]
+        if MEDIA_FUNCTION in functions:
+            functions[MEDIA_FUNCTION]["layers"] = [state.layer_arn]
     api = functions.setdefault(API_FUNCTION, {})
     if state.reserved_concurrency is not None:
         api["reserved_concurrency"] = state.reserved_concurrency

@@ -99,6 +99,7 @@ def serve(host: str, port: int, stage: str = "local") -> int:
     scheduler.start()
     threading.Thread(target=intraday_scheduler, args=(stopping, interval), name="intraday-etl",
                      daemon=True).start()
+    threading.Thread(target=media_scheduler, args=(stopping,), name="media-capture", daemon=True).start()
     try:
         return server.wait()
     except KeyboardInterrupt:
@@ -158,6 +159,19 @@ def intraday_scheduler(stopping: threading.Event, interval_minutes: int) -> None
         except Exception as e:  # the webhooks keep running; say what failed and how to retry
             print(f"[refresh] failed: {e}. It is retried at the next run; now: chatlake refresh",
                   file=sys.stderr, flush=True)
+def media_scheduler(stopping: threading.Event) -> None:
+    """What the media_capture schedule does in AWS: every few minutes, capture the media of the last 7 days' messages
+    (nothing while MEDIA_CAPTURE is off, or unset without a media token)."""
+    while not stopping.is_set():
+        try:
+            for result in runtime.run_media_capture():
+                if result.found or result.attempted:
+                    print(f"[media] {result.summary()}", flush=True)
+        except Exception as e:  # the webhooks keep running; say what failed
+            print(f"[media] failed: {e}. It is retried at the next run; now: chatlake media fetch",
+                  file=sys.stderr, flush=True)
+        if stopping.wait(runtime.MEDIA_EVERY_MINUTES * 60):
+            return
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -20,8 +20,8 @@ from chalicelib.settings import ConfigError
 from chatlake import PROJECT_DIR
 
 SQL_DIR = PROJECT_DIR / "sql"
-TABLES = layout.TABLES
-VIEWS = ("messages_latest", "message_status_latest")  # in creation order
+TABLES = (*layout.TABLES, layout.MEDIA_TABLE)  # the ETL's tables, and the media table that capture writes
+VIEWS = ("messages_latest", "message_status_latest", "messages_media")  # in creation order
 #: The first day partition projection considers. Days before it are invisible to Athena: a lake with older
 #: data needs a smaller value here (and `setup-athena` after dropping the tables).
 PROJECTION_START = "2020-01-01"

@@ -110,10 +110,15 @@ def test_the_four_routes_go_to_the_api_handler(package):
             assert "${APIHandler.Arn}" in integration["uri"]["Fn::Sub"]
 
 
-def test_two_functions_with_their_memory_timeout_and_layers(package):
+def test_four_functions_with_their_memory_timeout_and_layers(package):
     fns = functions(package["sam"])
-    assert set(fns) == {"APIHandler", "DailyEtl", "IntradayEtl"}
-    api, etl, intraday = fns["APIHandler"], fns["DailyEtl"], fns["IntradayEtl"]
+    assert set(fns) == {"APIHandler", "DailyEtl", "IntradayEtl", "MediaCapture"}
+    api, etl, intraday, media = fns["APIHandler"], fns["DailyEtl"], fns["IntradayEtl"], fns["MediaCapture"]
+    assert (media["Handler"], media["MemorySize"], media["Timeout"]) == ("app.media_capture", 512, 300)
+    assert media["ReservedConcurrentExecutions"] == 1  # one capture run at a time
+    assert media["Layers"] == CONFIG["stages"]["dev"]["lambda_functions"]["media_capture"]["layers"]
+    assert media["Events"] == {"MediaCaptureEvent": {"Type": "Schedule", "Properties": {
+        "Schedule": f"rate({runtime.MEDIA_EVERY_MINUTES} minutes)"}}}
     assert (api["Handler"], api["MemorySize"], api["Timeout"]) == ("app.app", 256, 10)
     assert (etl["Handler"], etl["MemorySize"], etl["Timeout"]) == ("app.daily_etl", 2048, 900)
     assert (intraday["Handler"], intraday["MemorySize"], intraday["Timeout"]) == ("app.intraday_etl", 2048, 600)
@@ -141,7 +146,7 @@ def test_the_intraday_etl_runs_every_15_minutes(package):
 def test_each_function_has_its_own_role_with_exactly_its_policy_file(package):
     resources = package["sam"]["Resources"]
     pairs = (("APIHandler", "ApiHandlerRole", "api_handler"), ("DailyEtl", "DailyEtlRole", "daily_etl"),
-             ("IntradayEtl", "IntradayEtlRole", "intraday_etl"))
+             ("IntradayEtl", "IntradayEtlRole", "intraday_etl"), ("MediaCapture", "MediaCaptureRole", "media_capture"))
     for fn, role, function in pairs:
         assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
         policies = resources[role]["Properties"]["Policies"]
@@ -155,7 +160,9 @@ def test_the_etl_log_group_keeps_30_days(package):
     groups = {k: v["Properties"] for k, v in package["sam"]["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
     etl_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${DailyEtl}"}, "RetentionInDays": 30}
     intraday_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${IntradayEtl}"}, "RetentionInDays": 30}
-    assert groups == {"DailyEtlLogGroup": etl_group, "IntradayEtlLogGroup": intraday_group}
+    media_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${MediaCapture}"}, "RetentionInDays": 30}
+    assert groups == {"DailyEtlLogGroup": etl_group, "IntradayEtlLogGroup": intraday_group,
+                      "MediaCaptureLogGroup": media_group}
 
 
 def test_the_package_is_small_and_holds_no_pyarrow(package):
@@ -250,6 +257,29 @@ def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_records(stage, fun
         "OwnLogs": {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS,
                     "Resource": log_arns(f"chatlake-{stage}-{function}")},
     }
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_media_capture_reads_raw_writes_only_media_and_reads_only_its_tokens(stage):
+    bucket = bucket_of(stage)
+    raw, media, table = (f"arn:aws:s3:::{bucket}/{p}" for p in ("raw/*", "media/*", "enriched/media/*"))
+    env = CONFIG["stages"][stage]["lambda_functions"]["media_capture"]["environment_variables"]
+    tokens = sorted(param_arn(v) for v in env.values())
+    assert statements(policy(stage, "media_capture")) == {
+        "ListRawMediaAndMediaTable": {"Sid": "ListRawMediaAndMediaTable", "Effect": "Allow",
+                                      "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"],
+                                      "Condition": {"StringLike": {"s3:prefix": ["raw/*", "media/*",
+                                                                                 "enriched/media/*"]}}},
+        "ReadRawAndMediaTable": {"Sid": "ReadRawAndMediaTable", "Effect": "Allow", "Action": ["s3:GetObject"],
+                                 "Resource": [table, raw]},
+        "WriteMediaAndMediaTable": {"Sid": "WriteMediaAndMediaTable", "Effect": "Allow",
+                                    "Action": ["s3:AbortMultipartUpload", "s3:PutObject"], "Resource": [table, media]},
+        "ReadMediaTokens": {"Sid": "ReadMediaTokens", "Effect": "Allow", "Action": ["ssm:GetParameter"],
+                            "Resource": sorted([*tokens, param_arn(f"/chatlake/{stage}/pii-salt")])},
+        "OwnLogs": {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS,
+                    "Resource": log_arns(f"chatlake-{stage}-media_capture")},
+    }
+    assert set(env) == {"WHATSAPP_ACCESS_TOKEN_PARAM", "TELEGRAM_BOT_TOKEN_PARAM"}
 
 
 def test_the_etl_prefixes_in_the_policies_are_the_lake_layout():

@@ -280,7 +280,8 @@ def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, 
     assert bucket not in tracked and st.placeholder_bucket(stage) in tracked
 
     retention = {g["logGroupName"]: g.get("retentionInDays") for g in logs.describe_log_groups()["logGroups"]}
-    assert retention == {f"/aws/lambda/chatlake-{stage}": 30, f"/aws/lambda/chatlake-{stage}-daily_etl": 30}
+    assert retention == {f"/aws/lambda/chatlake-{stage}": 30, f"/aws/lambda/chatlake-{stage}-daily_etl": 30,
+                         f"/aws/lambda/chatlake-{stage}-media_capture": 30}
     (api,) = apigateway.get_rest_apis()["items"]
     settings = apigateway.get_stage(restApiId=api["id"], stageName="api")["methodSettings"]["*/*"]
     assert (settings["throttlingRateLimit"], settings["throttlingBurstLimit"]) == (50.0, 100)

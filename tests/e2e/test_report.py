@@ -190,7 +190,7 @@ def test_one_of_each_is_singular(tmp_path, monkeypatch, capsys):
 def test_section_descriptions_are_for_analysts(report_html):
     """What each section answers, not how its SQL works (that note belongs next to the SQL)."""
     questions = re.findall(r'<p class="question">([^<]*)</p>', report_html.read_text())
-    assert len(questions) == 7
+    assert len(questions) == 8
     for text in questions:
         assert not re.search(r"running minimum|one pass|window|partition by|newest to oldest", text, re.I), text
 

@@ -576,8 +576,9 @@ def test_ddl_columns_come_from_the_schema(monkeypatch):
     statements = query.athena_ddl("chatlake", "s3://chatlake-test/lake")
     assert [s.name for s in statements] == [
         "database chatlake", "table chatlake.messages", "table chatlake.statuses", "table chatlake.rejects",
-        "view chatlake.messages_latest", "view chatlake.message_status_latest"]
-    for table, statement in zip(query.TABLES, statements[1:4], strict=True):
+        "table chatlake.media", "view chatlake.messages_latest", "view chatlake.message_status_latest",
+        "view chatlake.messages_media"]
+    for table, statement in zip(query.TABLES, statements[1:5], strict=True):
         tree = sqlglot.parse_one(statement.sql, read="athena")
         assert tree.this.this.sql() == f"chatlake.{table}"
         columns = [(c.name, c.args["kind"]) for c in tree.this.expressions]
@@ -594,12 +595,13 @@ def test_ddl_columns_come_from_the_schema(monkeypatch):
                      "'projection.dt.interval' = '1'", "'projection.dt.interval.unit' = 'DAYS'",
                      f"'storage.location.template' = 's3://chatlake-test/lake/enriched/{table}/dt=${{dt}}/'"):
             assert prop in text, (table, prop)
-    for statement in statements[4:]:
+    for statement in statements[5:]:
         tree = sqlglot.parse_one(statement.sql, read="athena")
         assert statement.sql.startswith("CREATE OR REPLACE VIEW chatlake.")
         assert {t.sql() for t in tree.find_all(exp.Table)} <= {"chatlake.messages", "chatlake.statuses",
-                                                                 "chatlake.messages_latest",
-                                                                 "chatlake.message_status_latest"}
+                                                                 "chatlake.media", "chatlake.messages_latest",
+                                                                 "chatlake.message_status_latest",
+                                                                 "chatlake.messages_media"}
         assert "{{" not in statement.sql
 
 
@@ -620,9 +622,11 @@ def test_ddl_prints_every_statement_in_order(monkeypatch, capsys):
                      "CREATE EXTERNAL TABLE IF NOT EXISTS chat_dev.messages (",
                      "CREATE EXTERNAL TABLE IF NOT EXISTS chat_dev.statuses (",
                      "CREATE EXTERNAL TABLE IF NOT EXISTS chat_dev.rejects (",
+                     "CREATE EXTERNAL TABLE IF NOT EXISTS chat_dev.media (",
                      "CREATE OR REPLACE VIEW chat_dev.messages_latest AS",
-                     "CREATE OR REPLACE VIEW chat_dev.message_status_latest AS"]
-    assert out.count(";\n") == 6 and "s3://chatlake-test/lake/enriched/messages/dt=${dt}/" in out
+                     "CREATE OR REPLACE VIEW chat_dev.message_status_latest AS",
+                     "CREATE OR REPLACE VIEW chat_dev.messages_media AS"]
+    assert out.count(";\n") == 8 and "s3://chatlake-test/lake/enriched/messages/dt=${dt}/" in out
     assert "FROM chat_dev.messages" in out and "-- messages_latest: the newest version" in out
 
 

@@ -189,7 +189,9 @@ def test_setup_athena_creates_database_tables_and_views_idempotently(athena, mon
     assert [s.sql.split(" (")[0].split(" AS")[0] for s in want] == [
         "CREATE DATABASE IF NOT EXISTS chatlake", "CREATE EXTERNAL TABLE IF NOT EXISTS chatlake.messages",
         "CREATE EXTERNAL TABLE IF NOT EXISTS chatlake.statuses", "CREATE EXTERNAL TABLE IF NOT EXISTS chatlake.rejects",
-        "CREATE OR REPLACE VIEW chatlake.messages_latest", "CREATE OR REPLACE VIEW chatlake.message_status_latest"]
+        "CREATE EXTERNAL TABLE IF NOT EXISTS chatlake.media",
+        "CREATE OR REPLACE VIEW chatlake.messages_latest", "CREATE OR REPLACE VIEW chatlake.message_status_latest",
+        "CREATE OR REPLACE VIEW chatlake.messages_media"]
     assert out.count("ok  table chatlake.messages\n") == 2 and "Athena is ready: database chatlake" in out
     databases = client.list_databases(CatalogName="AwsDataCatalog")["DatabaseList"]
     assert "chatlake" in [d["Name"] for d in databases]
