@@ -24,7 +24,9 @@ from chatlake import PROJECT_DIR
 STAGES = ("dev", "prod")
 STATE_ROOT = PROJECT_DIR / ".deploy"
 API_FUNCTION, ETL_FUNCTION = "api_handler", "daily_etl"
-MEDIA_FUNCTION = "media_capture"  # issue 12: imports pyarrow lazily too, so it gets the same layer
+MEDIA_FUNCTION = "media_capture"
+INTRADAY_FUNCTION = "intraday_etl"
+PYARROW_FUNCTIONS = (ETL_FUNCTION, INTRADAY_FUNCTION, MEDIA_FUNCTION)  # they import pyarrow: each gets the layer
 #: What `chalice deploy` packages, copied into the rendered project.
 PROJECT_FILES = ("app.py", "requirements.txt")
 PROJECT_DIRS = ("chalicelib",)
@@ -55,8 +57,7 @@ def check_bucket_name(name: str) -> str:
 
 def function_names(stage: str) -> dict[str, str]:
     """The Lambda function names chalice gives each function of `stage`."""
-    return {API_FUNCTION: f"chatlake-{stage}", ETL_FUNCTION: f"chatlake-{stage}-{ETL_FUNCTION}",
-            MEDIA_FUNCTION: f"chatlake-{stage}-{MEDIA_FUNCTION}"}
+    return {API_FUNCTION: f"chatlake-{stage}", **{f: f"chatlake-{stage}-{f}" for f in PYARROW_FUNCTIONS}}
 
 
 def parameter_prefix(stage: str) -> str:
@@ -156,9 +157,8 @@ def render_files(state: StageState, project_dir: Path = PROJECT_DIR) -> dict[str
     env["ATHENA_OUTPUT_URL"] = f"{state.datalake_url}/{ATHENA_RESULTS}"
     functions = block.setdefault("lambda_functions", {})
     if state.layer_arn:
-        functions.setdefault(ETL_FUNCTION, {})["layers"] = [state.layer_arn]
-        if MEDIA_FUNCTION in functions:
-            functions[MEDIA_FUNCTION]["layers"] = [state.layer_arn]
+        for name in PYARROW_FUNCTIONS:
+            functions.setdefault(name, {})["layers"] = [state.layer_arn]
     api = functions.setdefault(API_FUNCTION, {})
     if state.reserved_concurrency is not None:
         api["reserved_concurrency"] = state.reserved_concurrency
