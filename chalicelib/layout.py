@@ -93,3 +93,23 @@ def table_prefix(table: str) -> str:
 def table_glob(table: str) -> str:
     """Every Parquet file of a table, as a glob relative to the lake's root (hive partitions `dt=...`)."""
     return f"{table_prefix(table)}dt=*/*.parquet"
+
+
+IMPORTS_PREFIX = "imports/"  # exports handed to `chatlake import`, byte for byte
+
+
+def import_key(source: str, export_digest: str, ext: str) -> str:
+    """An imported export file, exactly as given (`result.json`, a WhatsApp `.txt` or `.zip`): content-addressed,
+    so importing the same file again writes nothing new."""
+    return f"{IMPORTS_PREFIX}source={source}/{export_digest}.{ext}"
+
+
+def import_record_key(source: str, export_digest: str) -> str:
+    """What the last import of that export wrote (JSON): the days of its `import-<digest>` files, its counts and the
+    line numbers it could not read."""
+    return f"{IMPORTS_PREFIX}source={source}/{export_digest}.record.json"
+
+
+def media_key(source: str, day: date, body: bytes, ext: str) -> str:
+    """A media file's bytes (contract section 2): `media/source=<s>/dt=<day>/<sha256 of the bytes>.<ext>`."""
+    return f"media/source={source}/dt={day.isoformat()}/{digest(body)}.{ext.lstrip('.').lower() or 'bin'}"
