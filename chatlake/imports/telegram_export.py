@@ -33,6 +33,7 @@ MEDIA_TYPES = {
 # Content fields of an export message -> message_type, checked in this order (the specific before the generic).
 CONTENT = (("poll", "poll"), ("contact_information", "contact"), ("dice", "dice"), ("game_title", "game"),
            ("invoice_information", "invoice"), ("giveaway_information", "giveaway"), ("todo_list", "checklist"))
+_CONTENT_KEYS = frozenset({"photo", "file", "media_type", "location_information", *(name for name, _ in CONTENT)})
 NOT_INCLUDED = "(File not included."  # what the export writes instead of a path when media were not exported
 
 
@@ -131,6 +132,7 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
     out.chats.append(name or chat_id)
     title = None if chat_type == "private" else name
     times: dict[str, int | None] = {}
+    peers: dict[Any, str | None] = {}
     for msg in chat["messages"]:
         if not isinstance(msg, dict):
             out.unreadable.append(f"{label}: an entry of `messages` is not an object")
@@ -140,7 +142,10 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
         if type(number) is not int or sent_at is None:
             out.unreadable.append(f"{label}, message {number!r}: no integer `id` or no readable `date`")
             continue
-        sender_id = bot_api_peer_id(msg.get("from_id", msg.get("actor_id")))
+        peer_value = msg.get("from_id") or msg.get("actor_id")
+        sender_id = peers.get(peer_value, False) if isinstance(peer_value, str) else None
+        if sender_id is False:
+            sender_id = peers[peer_value] = bot_api_peer_id(peer_value)
         sender_name = msg.get("from", msg.get("actor"))
         sender_name = sender_name if isinstance(sender_name, str) and sender_name else None
         message_type, media_id, mime = _kind(msg)
@@ -179,6 +184,8 @@ def _kind(msg: dict[str, Any]) -> tuple[str, str | None, str | None]:
     API file_id), null when the media were not exported."""
     if msg.get("type") == "service":
         return "service", None, None
+    if not msg.keys() & _CONTENT_KEYS:
+        return "text", None, None
     mime = msg.get("mime_type") if isinstance(msg.get("mime_type"), str) else None
     photo = msg.get("photo")
     if isinstance(photo, str):

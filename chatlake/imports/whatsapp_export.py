@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
 from itertools import pairwise
 
 from chalicelib.schema import Message
@@ -102,6 +103,11 @@ def phone_digits(name: str | None) -> str | None:
     return digits if 7 <= len(digits) <= 15 else None
 
 
+@lru_cache(maxsize=4096)
+def _phone_of(sender: str) -> str | None:
+    return phone_digits(sender)
+
+
 def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None = None,
           date_order: str | None = None, progress: Callable[[int, int], None] | None = None) -> Export:
     """The rows of an export's text. `chat`: its name (from the file name, or given); `zone`: the exporting
@@ -175,7 +181,7 @@ def _row(out: Export, chat_id: str, chat_phone: str | None, raw_key: str, sent_a
     identity = (local.isoformat(), sender or "", content)
     rank = ranks[identity] = ranks.get(identity, 0) + 1
     digest = hashlib.sha256("\x00".join((chat_id, *identity, str(rank))).encode("utf-8", "surrogatepass"))
-    phone = None if is_me else phone_digits(sender)
+    phone = None if is_me or sender is None else _phone_of(sender)
     m = Message(
         source=SOURCE,
         message_id=ID_PREFIX + digest.hexdigest()[:40],
@@ -205,10 +211,10 @@ def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None
     is_edit = False
     if content.endswith(EDITED_MARK):
         content, is_edit = content[: -len(EDITED_MARK)].rstrip(), True
+    plain = (content.translate(_MARKS) if _has_marks(content) else content).strip()
     if no_sender:
-        return "system", content.translate(_MARKS).strip() or None, None, None, False
-    plain = content.translate(_MARKS).strip()
-    lowered = plain.lower()
+        return "system", plain or None, None, None, False
+    lowered = plain.lower() if len(plain) < 40 or content.startswith("\u200e") else ""
     if content.startswith("\u200e") and any(p in lowered for p in SYSTEM_PHRASES):
         return "system", plain, None, None, False  # iOS: the app's lines carry the chat's name and a U+200E
     kind = OMITTED.get(lowered)
@@ -217,12 +223,20 @@ def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None
     if lowered in DELETED:
         return "revoke", None, None, None, False
     first, _, caption = plain.partition("\n")
-    m = _ATTACHED.search(first) or _FILE_ATTACHED.match(first)
+    m = (_ATTACHED.search(first) if "<attached: " in first else
+         _FILE_ATTACHED.match(first) if first.endswith(" (file attached)") else None)
     if m is not None:
         name = m.group(1).strip()
         mime = mimetypes.guess_type(name)[0]
         return _media_kind(name, mime), caption.strip() or None, name, mime, is_edit
     return "text", plain or None, None, None, is_edit
+
+
+_MARK_RE = re.compile("[\u200e\u200f\ufeff\u202a-\u202c\u2068\u2069]")
+
+
+def _has_marks(text: str) -> bool:
+    return _MARK_RE.search(text) is not None
 
 
 def _media_kind(name: str, mime: str | None) -> str:
