@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("import", "import chat history exports (Telegram Desktop JSON, WhatsApp \"Export chat\") into the "
              "messages table, by the day each message was sent", cmd_import, lake="open")
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", help="which export")
     for kind, summary in (("telegram-export", "Telegram Desktop's result.json (one chat or a full export)"),
                           ("whatsapp-export", "WhatsApp's \"Export chat\" .txt or .zip")):
         k = kinds.add_parser(kind, help=summary, description=summary)

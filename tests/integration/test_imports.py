@@ -21,9 +21,9 @@ from chalicelib.webhook import whatsapp_signature
 from chatlake import cli, query
 from chatlake.imports import load
 from chatlake.local import synthetic
-from tests.conftest import PAYLOADS, SECRETS, keys
+from tests.conftest import PROJECT_DIR, SECRETS, keys
 
-EXPORTS = PAYLOADS / "exports"
+EXPORTS = PROJECT_DIR / "tests" / "exports"
 MADRID = ZoneInfo("Europe/Madrid")
 GB = EXPORTS / "WhatsApp Chat with +34 612 34 56 78.txt"
 TG = EXPORTS / "telegram_single_supergroup.json"

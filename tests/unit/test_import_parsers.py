@@ -1,5 +1,5 @@
 """The export parsers (pure): Telegram Desktop's result.json in both shapes, WhatsApp's "Export chat" in several
-locales and both phone layouts, on files written from the formats' documentation (tests/payloads/exports)."""
+locales and both phone layouts, on files written from the formats' documentation (tests/exports)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chatlake.imports import telegram_export, whatsapp_export
-from tests.conftest import PAYLOADS
+from tests.conftest import PROJECT_DIR
 
-EXPORTS = PAYLOADS / "exports"
+EXPORTS = PROJECT_DIR / "tests" / "exports"
 MADRID = ZoneInfo("Europe/Madrid")
 
 
