@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("webhook", "etl", "sql", "fresh", "media")
+BENCHES = ("webhook", "etl", "sql", "fresh", "media", "imports")
 
 
 def main(names: list[str]) -> int:

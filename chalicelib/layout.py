@@ -143,3 +143,18 @@ def media_prefix(source: str, day: date) -> str:
 def media_key(source: str, day: date, sha256: str, ext: str) -> str:
     """A media file's key: content-addressed, so the same bytes sent twice on one day are one object."""
     return f"{media_prefix(source, day)}{sha256}{ext}"
+
+
+IMPORTS_PREFIX = "imports/"  # exports handed to `chatlake import`, byte for byte
+
+
+def import_key(source: str, export_digest: str, ext: str) -> str:
+    """An imported export file, exactly as given (`result.json`, a WhatsApp `.txt` or `.zip`): content-addressed,
+    so importing the same file again writes nothing new."""
+    return f"{IMPORTS_PREFIX}source={source}/{export_digest}.{ext}"
+
+
+def import_record_key(source: str, export_digest: str) -> str:
+    """What the last import of that export wrote (JSON): the days of its `import-<digest>` files, its counts and the
+    line numbers it could not read."""
+    return f"{IMPORTS_PREFIX}source={source}/{export_digest}.record.json"

@@ -264,6 +264,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from chatlake.imports import command
+
+    return command.run(args, UsageError)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from chatlake.local import demo
 
@@ -434,6 +440,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.html", help="the file to write (default report.html)")
     p.add_argument("--engine", choices=["duckdb", "athena"], default="duckdb",
                    help="DuckDB over the lake (default) or Athena")
+
+    p = verb("import", "import chat history exports (Telegram Desktop JSON, WhatsApp \"Export chat\") into the "
+             "messages table, by the day each message was sent", cmd_import, lake="open")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", help="which export")
+    for kind, summary in (("telegram-export", "Telegram Desktop's result.json (one chat or a full export)"),
+                          ("whatsapp-export", "WhatsApp's \"Export chat\" .txt or .zip")):
+        k = kinds.add_parser(kind, help=summary, description=summary)
+        k.set_defaults(verb_parser=k)
+        k.add_argument("file", metavar="FILE", help="the export file")
+        k.add_argument("--me", metavar="NAME", help="your name as the export shows it: your messages are `out`")
+        k.add_argument("--tz", metavar="ZONE", help="the exporting device's time zone, e.g. Europe/Madrid "
+                       "(default: this machine's)")
+        if kind == "whatsapp-export":
+            k.add_argument("--date-order", choices=("dmy", "mdy"), help="how the phone writes dates, when the "
+                           "file cannot tell (every date reads both ways)")
+            k.add_argument("--chat", metavar="NAME", help="the chat's name (default: from the file name)")
+        k.add_argument("--dry-run", action="store_true", help="parse and count; write nothing")
+        output(k)
 
     p = verb("demo", "post signed synthetic deliveries to the local stack, run the ETL, show results", cmd_demo,
              lake="open")

@@ -1,0 +1,332 @@
+"""`chatlake import`: an export's rows into the lake, beside the ETL's, counted once (docs/imports.md).
+
+The parsers (`telegram_export`, `whatsapp_export`) are pure; this module is the lake side. For one export:
+keep the file under `imports/` (content-addressed), hash identifiers as the ETL does (`PII_MODE=hash`), drop the
+rows the lake already holds, and write the rest as `enriched/messages/dt=D/import-<digest>.parquet`, one file per
+export and day sent, which the ETL keeps and never counts as its own. The lake's rows are read for the days the
+export covers and the days either side (a message sent just before midnight may have been received after it).
+
+Which rows are "already held":
+- rows of other imports with the same `(source, message_id, edited_at)` (a re-export of the same chat);
+- rows the webhook captured: by that same key for Telegram supergroups and channels (whose message numbers are the
+  chat's own, the same for the bot and for every member); by a fingerprint elsewhere: Telegram (chat, sender, second,
+  text), WhatsApp (minute, text, direction, party): the party of an incoming message is its sender (phone digits,
+  else the name), of an outgoing one the chat.
+The export's own earlier files are not compared with: importing it again rewrites them from scratch, so the result
+depends only on the export and the rest of the lake.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import mimetypes
+import os
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chalicelib import layout, pii
+from chalicelib.schema import Message
+from chalicelib.storage import NotFound, Storage
+from chalicelib.values import decode
+from chatlake.imports import telegram_export, whatsapp_export
+
+RECORD_FORMAT = 1
+MAX_ZIP_BYTES = 4 << 30  # what a .zip may unpack to: a phone's export is far smaller; a zip bomb is not
+Progress = Callable[[int, int], None]
+_KEY_COLUMNS = ["source", "message_id", "edited_at", "sent_at", "chat_id", "chat_type", "sender_id", "sender_phone",
+                "sender_name", "text", "direction"]
+
+
+class ImportFailed(Exception):
+    """The export cannot be imported as given (not an export, an unreadable archive): one line that says why."""
+
+
+class NeedsOption(Exception):
+    """The export is readable, but only with an option the person must choose (exit 2)."""
+
+
+@dataclass
+class ImportResult:
+    """What one import did, for the summary and the tests."""
+
+    source: str
+    export_key: str
+    zone: str
+    dry_run: bool
+    chats: list[str] = field(default_factory=list)
+    messages: int = 0  # rows the export gives
+    imported: int = 0
+    duplicates: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    days: dict[str, int] = field(default_factory=dict)  # day sent -> rows written
+    media_stored: int = 0
+    date_order: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        first, last = (min(self.days), max(self.days)) if self.days else ("", "")
+        return {"source": self.source, "chats": len(self.chats), "messages": self.messages, "imported": self.imported,
+                "duplicates": self.duplicates, "unreadable": len(self.unreadable), "days": len(self.days),
+                "first_day": first, "last_day": last, "media": self.media_stored, "time_zone": self.zone}
+
+
+SUMMARY_COLUMNS = ["source", "chats", "messages", "imported", "duplicates", "unreadable", "days", "first_day",
+                   "last_day", "media", "time_zone"]
+
+
+# --- time zones --------------------------------------------------------------------------------------------------
+
+
+def zone_named(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise NeedsOption(f"--tz {name!r} is not a time zone: use an IANA name such as Europe/Madrid or "
+                          "America/Sao_Paulo") from None
+
+
+def machine_zone() -> tuple[tzinfo, str]:
+    """This machine's zone and its name: $TZ, else what /etc/localtime links to, else its current UTC offset."""
+    for candidate in (os.environ.get("TZ", "").lstrip(":"), _localtime_link()):
+        if candidate:
+            try:
+                return ZoneInfo(candidate), candidate
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    local = datetime.now().astimezone().tzinfo or UTC
+    return local, f"{datetime.now(local).strftime('UTC%z')} (this machine's offset; it has no zone name)"
+
+
+def _localtime_link() -> str | None:
+    try:
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        return None
+    return target.partition("zoneinfo/")[2] or None
+
+
+# --- the two kinds of export ---------------------------------------------------------------------------------------
+
+
+def import_telegram(storage: Storage, data: bytes, *, zone: tzinfo, zone_name: str, me: str | None = None,
+                    pii_salt: str | None = None, dry_run: bool = False, progress: Progress | None = None
+                    ) -> ImportResult:
+    digest = layout.digest(data)
+    key = layout.import_key("telegram", digest, "json")
+    try:
+        document = decode(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ImportFailed(f"the file is not readable JSON ({e}): give Telegram Desktop's result.json, exported "
+                           "as machine-readable JSON") from None
+    try:
+        export = telegram_export.parse(document, key, zone, me=me, progress=progress)
+    except telegram_export.NotAnExport as e:
+        raise ImportFailed(str(e)) from None
+    result = ImportResult("telegram", key, zone_name, dry_run, chats=export.chats, unreadable=export.unreadable)
+    _load(storage, data, digest, export.messages, {}, {}, result, pii_salt, progress)
+    return result
+
+
+def import_whatsapp(storage: Storage, data: bytes, file_name: str, *, zone: tzinfo, zone_name: str,
+                    chat: str | None = None, me: str | None = None, date_order: str | None = None,
+                    pii_salt: str | None = None, dry_run: bool = False, progress: Progress | None = None
+                    ) -> ImportResult:
+    digest = layout.digest(data)
+    is_zip = data[:4] == b"PK\x03\x04"
+    key = layout.import_key("whatsapp", digest, "zip" if is_zip else "txt")
+    media: dict[str, bytes] = {}
+    text_name = file_name
+    if is_zip:
+        data_text, text_name, media = _unzip(data)
+    else:
+        data_text = data
+    chat = chat or whatsapp_export.chat_name_of(file_name) or whatsapp_export.chat_name_of(text_name)
+    if not chat:
+        raise NeedsOption(f"cannot tell the chat's name from the file name {Path(file_name).name!r} (iOS names the "
+                          "text _chat.txt): give it with --chat NAME, as the phone shows the chat")
+    try:
+        export = whatsapp_export.parse(data_text, chat, key, zone, me=me, date_order=date_order, progress=progress)
+    except whatsapp_export.DateOrderUnknown as e:
+        raise NeedsOption(str(e)) from None
+    if me is not None and not any(m.direction == "out" for m in export.messages):
+        raise NeedsOption(f"--me {me!r} wrote none of the messages: give your name exactly as the export shows it")
+    unreadable = [f"line {n}: {line[:120]}" for n, line in export.unreadable]
+    result = ImportResult("whatsapp", key, zone_name, dry_run, chats=[chat], unreadable=unreadable,
+                          date_order=export.date_order)
+    _load(storage, data, digest, export.messages, export.attachments, media, result, pii_salt, progress)
+    return result
+
+
+def _unzip(data: bytes) -> tuple[bytes, str, dict[str, bytes]]:
+    """The chat's text, its name in the archive, and every other file (the media) by base name."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [i for i in archive.infolist() if not i.is_dir()]
+        if sum(i.file_size for i in members) > MAX_ZIP_BYTES:
+            raise ImportFailed(f"the .zip unpacks to more than {MAX_ZIP_BYTES >> 30} GiB: not a chat export")
+        texts = [i for i in members if i.filename.lower().endswith(".txt")]
+        chosen = next((i for i in texts if Path(i.filename).name == "_chat.txt"), None) or (
+            texts[0] if len(texts) == 1 else next((i for i in texts if "whatsapp" in i.filename.lower()), None))
+        if chosen is None:
+            raise ImportFailed("the .zip holds no chat text (_chat.txt or \"WhatsApp Chat with ….txt\"): is it "
+                               "WhatsApp's \"Export chat\" archive?")
+        media = {Path(i.filename).name: archive.read(i) for i in members if i is not chosen}
+        return archive.read(chosen), chosen.filename, media
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+        raise ImportFailed(f"the .zip cannot be read ({e})") from None
+
+
+# --- into the lake -------------------------------------------------------------------------------------------------
+
+
+def sent_day(m: Message) -> date:
+    return datetime.fromtimestamp(m.sent_at / 1000, UTC).date()
+
+
+def _load(storage: Storage, data: bytes, digest: str, rows: list[Message], attachments: dict[str, Message],
+          media: dict[str, bytes], result: ImportResult, pii_salt: str | None, progress: Progress | None) -> None:
+    from chalicelib import etl
+
+    result.messages = len(rows)
+    if pii_salt:
+        pii.hash_rows(rows, [], pii_salt)
+    by_day: dict[date, list[Message]] = defaultdict(list)
+    for m in rows:
+        by_day[sent_day(m)].append(m)
+    near = sorted({d + timedelta(days=k) for d in by_day for k in (-1, 0, 1)})
+    held, own = _lake_keys(storage, near, digest, result.source)
+    kept: dict[date, list[Message]] = {}
+    seen: set[tuple] = set()
+    for day, day_rows in sorted(by_day.items()):
+        keep = []
+        for m in day_rows:
+            version = (m.source, m.message_id, m.edited_at)
+            if version in seen or held.has(m):
+                result.duplicates += 1
+                continue
+            seen.add(version)
+            keep.append(m)
+        if keep:
+            kept[day] = keep
+    result.imported = sum(len(v) for v in kept.values())
+    result.days = {d.isoformat(): len(v) for d, v in kept.items()}
+    stored = {name: m for name, m in attachments.items() if name in media}
+    missing = len(attachments) - len(stored)
+    if missing and result.export_key.endswith(".zip"):
+        result.warnings.append(f"{missing} attachment(s) named by messages are not in the export: their rows keep "
+                               "the file name as media_id")
+    if result.dry_run:
+        result.media_stored = len(stored)
+        return
+    storage.put(result.export_key, data, overwrite=False)
+    for name, m in stored.items():
+        body = media[name]
+        ext = (Path(name).suffix or mimetypes.guess_extension(m.media_mime_type or "") or ".bin").lower()
+        if storage.put(layout.media_key(result.source, sent_day(m), layout.digest(body), ext), body, overwrite=False):
+            result.media_stored += 1
+    total, done = result.imported, 0
+    previous = _previous_days(storage, result.source, digest)
+    for day, day_rows in kept.items():
+        storage.put(layout.import_part_key("messages", day, digest), etl.to_parquet("messages", day_rows))
+        done += len(day_rows)
+        if progress is not None:
+            progress(done, total)
+    for key in sorted(own | {layout.import_part_key("messages", d, digest) for d in previous}):
+        day = layout.day_of(key)
+        if day is not None and day not in kept:  # an earlier import of this export wrote rows now held elsewhere
+            storage.delete(key)
+    record = {"format": RECORD_FORMAT, "source": result.source, "export": result.export_key, "time_zone": result.zone,
+              "date_order": result.date_order, "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "messages": result.messages, "imported": result.imported, "duplicates": result.duplicates,
+              "days": result.days, "unreadable": [u.partition(":")[0] for u in result.unreadable],
+              "pii": etl.pii_mark(pii_salt)}
+    storage.put(layout.import_record_key(result.source, digest), json.dumps(record, indent=1).encode())
+
+
+def _previous_days(storage: Storage, source: str, digest: str) -> list[date]:
+    try:
+        record = json.loads(storage.get(layout.import_record_key(source, digest)))
+        return [date.fromisoformat(d) for d in record.get("days", {})]
+    except (NotFound, ValueError, TypeError, AttributeError):
+        return []
+
+
+@dataclass
+class Held:
+    """The rows of the lake an export's rows are compared with (see the module's docstring)."""
+
+    versions: set[tuple] = field(default_factory=set)  # (source, message_id, edited_at): imports, and Telegram ids
+    fingerprints: set[tuple] = field(default_factory=set)  # rows the webhook captured
+
+    def has(self, m: Message) -> bool:
+        if (m.source, m.message_id, m.edited_at) in self.versions:
+            return True
+        return any(f in self.fingerprints for f in export_fingerprints(m))
+
+
+def export_fingerprints(m: Message) -> Iterable[tuple]:
+    """The fingerprint of an imported row (none where it cannot be decided: a message without text)."""
+    if m.text is None:
+        return ()
+    if m.source == "telegram":
+        return (("telegram", m.chat_id, m.sender_id, m.sent_at // 1000, m.text),)
+    party = m.chat_id if m.direction == "out" else (m.sender_phone or _name(m.sender_id))
+    return (("whatsapp", m.sent_at // 60000, m.text, m.direction, party),)
+
+
+def lake_fingerprints(r: dict[str, Any]) -> Iterable[tuple]:
+    """The fingerprints a webhook row answers to (a WhatsApp sender is known by number and by profile name)."""
+    text, sent = r["text"], r["sent_at"]
+    if text is None or sent is None:
+        return ()
+    if r["source"] == "telegram":
+        return (("telegram", r["chat_id"], r["sender_id"], sent // 1000, text),)
+    if r["direction"] == "out":
+        parties = {r["chat_id"]}
+    else:
+        parties = {r["sender_phone"], r["sender_id"], _name(r["sender_name"])}
+    return [("whatsapp", sent // 60000, text, r["direction"], p) for p in parties if p is not None]
+
+
+def _name(value: str | None) -> str | None:
+    return None if value is None else value.casefold()
+
+
+def _lake_keys(storage: Storage, days: list[date], digest: str, source: str) -> tuple[Held, set[str]]:
+    """What the lake holds on those days (other imports' versions, the webhook's rows), and this export's own files."""
+    import pyarrow.parquet as pq
+
+    held, own = Held(), set()
+    mine = layout.IMPORT_FILE_PREFIX + digest
+    for day in days:
+        for key in storage.keys(layout.enriched_prefix("messages", day)):
+            if not key.endswith(".parquet"):
+                continue
+            if key.rpartition("/")[2].startswith(mine):
+                own.add(key)
+                continue
+            table = pq.read_table(io.BytesIO(storage.get(key)), columns=_KEY_COLUMNS)
+            columns = {c: table.column(c).to_pylist() for c in _KEY_COLUMNS}
+            for c in ("sent_at", "edited_at"):
+                columns[c] = [None if v is None else _ms(v) for v in columns[c]]
+            rows = [dict(zip(_KEY_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+            from_import = layout.is_import_file(key)
+            for r in rows:
+                if r["source"] != source:
+                    continue
+                if from_import or r["chat_type"] in ("supergroup", "channel"):
+                    held.versions.add((r["source"], r["message_id"], r["edited_at"]))
+                if not from_import:
+                    held.fingerprints.update(lake_fingerprints(r))
+    return held, own
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)

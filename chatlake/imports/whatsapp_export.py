@@ -1,0 +1,318 @@
+"""WhatsApp "Export chat" text -> `messages` rows. Pure: bytes in, rows out (no I/O, no clock).
+
+An export is one line per message, `<date>, <time> - <sender>: <text>` (Android) or `[<date>, <time>] <sender>:
+<text>` (iOS), in the exporting phone's locale and local time: day/month or month/day order, 2- or 4-digit years,
+`/`, `.` or `-` between the fields, a 12- or 24-hour clock (`PM`, `p. m.`, with a space, a no-break space or the
+narrow no-break space U+202F newer phones write). A line that does not start like that continues the message
+before it (a multi-line message). Lines that cannot be read (text before the first message, a date that is no
+date in either order) are returned with their line numbers, never dropped.
+
+Rows have no WhatsApp id (an export has none): `message_id` is a digest of what identifies the message in the
+chat (chat, local time as written, sender, text, and its rank among identical ones), so a later export of the
+same chat gives the same ids to the same messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
+from itertools import pairwise
+
+from chalicelib.schema import Message
+
+SOURCE = "whatsapp"
+ID_PREFIX = "wa-export:"
+DATE_ORDERS = ("dmy", "mdy", "ymd")
+
+# One message header. The date: three numbers; the time: h:mm[:ss] with an optional AM/PM word; then ` - ` (Android)
+# or `] ` (iOS, whose header starts with `[`). Directional marks (U+200E/U+200F) may come first.
+_HEADER = re.compile(
+    r"[\u200e\u200f\ufeff]*\[?(\d{1,4})([./-])(\d{1,2})\2(\d{1,4}),?[ \u00a0]"
+    r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?"
+    r"(?:[ \u00a0\u202f]?([AaPp])\.?[ \u00a0\u202f]?[Mm]\.?)?"
+    r"(?:\] | - )(.*)"
+)
+_PHONE = re.compile(r"\+?[\d ()\-\u00a0\u202f\u2011]{7,24}")
+_MARKS = str.maketrans("", "", "\u200e\u200f\ufeff\u202a\u202b\u202c\u2068\u2069")
+_ATTACHED = re.compile(r"<attached: ([^>]+)>")  # iOS, in a .zip with media
+_FILE_ATTACHED = re.compile(r"^(.+?\.\w{1,5}) \(file attached\)$")  # Android, in a .zip with media
+EDITED_MARK = "<This message was edited>"
+OMITTED = {"<media omitted>": "media", "image omitted": "image", "video omitted": "video", "audio omitted": "audio",
+           "sticker omitted": "sticker", "gif omitted": "video", "document omitted": "document",
+           "contact card omitted": "contacts", "<media weggelassen>": "media", "<multimedia omitido>": "media",
+           "<mídia oculta>": "media", "<médias omis>": "media", "<media omessi>": "media"}
+DELETED = ("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
+           "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
+           "ce message a été supprimé")
+# What a system line (nobody wrote it: the app did) says, in English; other languages' system lines have no
+# sender either on Android, and on iOS start with U+200E, which is how they are told apart there.
+SYSTEM_PHRASES = ("messages and calls are end-to-end encrypted", "messages to this group are now secured",
+                  " created group", " created this group", " added ", " removed ", " left", " joined using",
+                  " changed the subject", " changed this group's", " changed the group", "'s security code changed",
+                  " changed their phone number", " changed to ", "you're now an admin", "you are now an admin",
+                  "this chat is with a business account", "missed voice call", "missed video call",
+                  "disappearing messages", "you blocked this contact", "you unblocked this contact")
+KIND_BY_NAME = (("PHOTO", "image"), ("IMG", "image"), ("VIDEO", "video"), ("VID", "video"), ("AUDIO", "audio"),
+                ("PTT", "audio"), ("AUD", "audio"), ("STICKER", "sticker"), ("STK", "sticker"), ("GIF", "video"))
+KIND_BY_MIME = (("image/webp", "sticker"), ("image/", "image"), ("video/", "video"), ("audio/", "audio"))
+
+
+class DateOrderUnknown(Exception):
+    """Every date in the file reads as day/month and as month/day: the person must say which (`--date-order`)."""
+
+
+@dataclass
+class Export:
+    """What one export gives: rows, the attachments they name, and the lines that could not be read."""
+
+    chat: str
+    chat_type: str
+    date_order: str
+    messages: list[Message] = field(default_factory=list)
+    attachments: dict[str, Message] = field(default_factory=dict)  # file name in the .zip -> its row
+    unreadable: list[tuple[int, str]] = field(default_factory=list)  # (line number, the line)
+
+
+@dataclass(slots=True)
+class _Line:
+    number: int
+    fields: tuple[str, ...]  # the regex groups
+    text: list[str]  # the first line's text, then continuation lines
+
+
+def chat_name_of(file_name: str) -> str | None:
+    """The chat's name from the export's file name ("WhatsApp Chat with Ana.txt", "WhatsApp Chat - Ana.zip"), in the
+    languages whose names are known; None for iOS's `_chat.txt` and anything else."""
+    stem = re.sub(r"\.(txt|zip)$", "", file_name.rpartition("/")[2], flags=re.I)
+    stem = re.sub(r" ?\(\d+\)$", "", stem)  # "… (1)" of a second download
+    m = re.match(r"(?:WhatsApp Chat (?:with|mit|avec|con|met|z) |WhatsApp Chat - |Chat de WhatsApp con |"
+                 r"Conversa do WhatsApp com |Conversa de WhatsApp com )(.+)$", stem, flags=re.I)
+    return m.group(1).strip() if m else None
+
+
+def phone_digits(name: str | None) -> str | None:
+    """The digits of a sender shown as a phone number ("+34 612 34 56 78"), else None."""
+    if name is None or not _PHONE.fullmatch(name):
+        return None
+    digits = "".join(c for c in name if c.isdigit())
+    return digits if 7 <= len(digits) <= 15 else None
+
+
+@lru_cache(maxsize=4096)
+def _phone_of(sender: str) -> str | None:
+    return phone_digits(sender)
+
+
+def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None = None,
+          date_order: str | None = None, progress: Callable[[int, int], None] | None = None) -> Export:
+    """The rows of an export's text. `chat`: its name (from the file name, or given); `zone`: the exporting
+    phone's time zone; `me`: the exporter's name as the export shows it (their messages are `direction` out).
+    Raises DateOrderUnknown when the file cannot tell day/month from month/day and `date_order` is not given."""
+    text = data.decode("utf-8", errors="replace")
+    lines = text.translate({0xFEFF: None}).splitlines()
+    headers: list[_Line] = []
+    unreadable: list[tuple[int, str]] = []
+    match = _HEADER.match
+    for number, line in enumerate(lines, 1):
+        m = match(line)
+        if m is not None:
+            headers.append(_Line(number, m.groups(), [m.group(9)]))
+        elif headers:
+            headers[-1].text.append(line)
+        elif line.strip():
+            unreadable.append((number, line))
+    order = date_order or detect_date_order(headers)
+    out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
+    senders: set[str] = set()
+    group_hint = False
+    parsed: list[tuple[_Line, datetime, str | None, str]] = []
+    stamp_cache: dict[tuple, datetime | None] = {}
+    for line in headers:
+        f = line.fields
+        key = (f[0], f[2], f[3], f[4], f[5], f[6], f[7])
+        local = stamp_cache.get(key, False)
+        if local is False:
+            local = stamp_cache[key] = _local_time(f, order)
+        if local is None:
+            unreadable.append((line.number, lines[line.number - 1]))
+            continue
+        body = "\n".join(line.text)
+        sender, content = _split_sender(body)
+        if sender is not None:
+            senders.add(sender)
+        elif any(p in content.lower() for p in (" added ", " created group", " joined using", " left")):
+            group_hint = True
+        parsed.append((line, local, sender, content))
+    unreadable.sort()
+    others = senders - {me, chat}
+    if group_hint or len(others) > 1:
+        out.chat_type = "group"
+    chat_phone = phone_digits(chat) if out.chat_type == "private" else None
+    chat_id = chat_phone or chat
+    ranks: dict[tuple, int] = {}
+    utc_cache: dict[datetime, int] = {}
+    total = len(parsed)
+    for done, (_line, local, sender, content) in enumerate(parsed, 1):
+        sent_at = utc_cache.get(local)
+        if sent_at is None:
+            sent_at = utc_cache[local] = _utc_millis(local, zone)
+        m = _row(out, chat_id, chat_phone, raw_key, sent_at, local, sender, content, me, ranks)
+        if progress is not None and done % 10000 == 0:
+            progress(done, total)
+        if m is not None and m.is_edit:  # the edit marker: the original and the version it shows
+            out.messages.append(replace(m, is_edit=False, edited_at=None))
+            out.messages.append(m)
+        elif m is not None:
+            out.messages.append(m)
+    return out
+
+
+def _row(out: Export, chat_id: str, chat_phone: str | None, raw_key: str, sent_at: int, local: datetime,
+         sender: str | None, content: str, me: str | None, ranks: dict[tuple, int]) -> Message | None:
+    message_type, text, media_id, mime, is_edit = _content(content, sender is None)
+    if message_type == "system":
+        sender = None  # iOS puts the chat's name where a sender would be: the app wrote it, nobody in the chat
+    is_me = sender is not None and me is not None and sender == me
+    identity = (local.isoformat(), sender or "", content)
+    rank = ranks[identity] = ranks.get(identity, 0) + 1
+    digest = hashlib.sha256("\x00".join((chat_id, *identity, str(rank))).encode("utf-8", "surrogatepass"))
+    phone = None if is_me or sender is None else _phone_of(sender)
+    m = Message(
+        source=SOURCE,
+        message_id=ID_PREFIX + digest.hexdigest()[:40],
+        sent_at=sent_at,
+        chat_id=chat_id,
+        chat_type=out.chat_type,
+        message_type=message_type,
+        raw_key=raw_key,
+        edited_at=sent_at if is_edit else None,  # the export does not say when: the message's own time
+        chat_title=out.chat if out.chat_type == "group" else None,
+        sender_id=phone or sender,
+        sender_name=sender,
+        sender_phone=phone,
+        text=text,
+        media_id=media_id,
+        media_mime_type=mime,
+        is_edit=is_edit,
+        direction="out" if is_me else "in",
+    )
+    if media_id is not None:
+        out.attachments[media_id] = m
+    return m
+
+
+def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None, str | None, bool]:
+    """(message_type, text, media_id, mime type, is_edit) of a message's text as the export shows it."""
+    is_edit = False
+    if content.endswith(EDITED_MARK):
+        content, is_edit = content[: -len(EDITED_MARK)].rstrip(), True
+    plain = (content.translate(_MARKS) if _has_marks(content) else content).strip()
+    if no_sender:
+        return "system", plain or None, None, None, False
+    lowered = plain.lower() if len(plain) < 40 or content.startswith("\u200e") else ""
+    if content.startswith("\u200e") and any(p in lowered for p in SYSTEM_PHRASES):
+        return "system", plain, None, None, False  # iOS: the app's lines carry the chat's name and a U+200E
+    kind = OMITTED.get(lowered)
+    if kind is not None:
+        return kind, None, None, None, is_edit
+    if lowered in DELETED:
+        return "revoke", None, None, None, False
+    first, _, caption = plain.partition("\n")
+    m = (_ATTACHED.search(first) if "<attached: " in first else
+         _FILE_ATTACHED.match(first) if first.endswith(" (file attached)") else None)
+    if m is not None:
+        name = m.group(1).strip()
+        mime = mimetypes.guess_type(name)[0]
+        return _media_kind(name, mime), caption.strip() or None, name, mime, is_edit
+    return "text", plain or None, None, None, is_edit
+
+
+_MARK_RE = re.compile("[\u200e\u200f\ufeff\u202a-\u202c\u2068\u2069]")
+
+
+def _has_marks(text: str) -> bool:
+    return _MARK_RE.search(text) is not None
+
+
+def _media_kind(name: str, mime: str | None) -> str:
+    upper = name.upper()
+    for marker, kind in KIND_BY_NAME:
+        if f"-{marker}-" in upper or upper.startswith(f"{marker}-"):
+            return kind
+    for prefix, kind in KIND_BY_MIME:
+        if mime and mime.startswith(prefix):
+            return kind
+    return "document"
+
+
+def _split_sender(body: str) -> tuple[str | None, str]:
+    """("Ana", "hello") from "Ana: hello"; (None, the line) for a system line, which has no sender (Android)."""
+    sender, sep, rest = body.partition(": ")
+    if not sep or len(sender) > 80 or "\n" in sender:
+        return None, body
+    sender = sender.translate(_MARKS).strip()
+    return (sender or None), rest
+
+
+def detect_date_order(headers: list[_Line]) -> str:
+    """dmy or mdy (or ymd) from the whole file: a first number over 12 is a day, a second over 12 is a day; else
+    the order under which the chat runs forward in time; else DateOrderUnknown."""
+    if not headers:
+        return "dmy"
+    if any(len(h.fields[0]) == 4 for h in headers):
+        return "ymd"
+    first = any(int(h.fields[0]) > 12 for h in headers)
+    second = any(int(h.fields[2]) > 12 for h in headers)
+    if first != second:
+        return "dmy" if first else "mdy"
+    if not first:
+        backwards = {}
+        for order in ("dmy", "mdy"):
+            stamps = [_local_time(h.fields, order) for h in headers]
+            known = [s for s in stamps if s is not None]
+            backwards[order] = sum(1 for a, b in pairwise(known) if b < a)
+        if backwards["dmy"] != backwards["mdy"] and min(backwards.values()) == 0:
+            return min(backwards, key=backwards.__getitem__)
+    raise DateOrderUnknown(
+        "cannot tell whether the dates are day/month or month/day (every date in the file reads both ways): "
+        "run again with --date-order dmy or --date-order mdy, as the exporting phone writes dates")
+
+
+def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
+    """The naive local time of a header's fields, or None when they make no date."""
+    a, b, c = f[0], f[2], f[3]
+    if order == "ymd":
+        year, month, day = a, b, c
+    elif order == "mdy":
+        month, day, year = a, b, c
+    else:
+        day, month, year = a, b, c
+    y = int(year or 0)
+    if len(year or "") <= 2:
+        y += 2000
+    hour, minute, second = int(f[4] or 0), int(f[5] or 0), int(f[6] or 0)
+    ampm = f[7]
+    if ampm is not None:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if ampm in "Pp" else 0)
+    try:
+        return datetime(y, int(month or 0), int(day or 0), hour, minute, second)
+    except ValueError:
+        return None
+
+
+def _utc_millis(local: datetime, zone: tzinfo) -> int:
+    """ms since the epoch of a local time of `zone` (the earlier of a repeated hour)."""
+    aware = local.replace(tzinfo=zone)
+    offset = aware.utcoffset() or timedelta(0)
+    return int((local - offset - datetime(1970, 1, 1)).total_seconds()) * 1000
+
+
+def attachment_kind(name: str) -> str:
+    return _media_kind(name, mimetypes.guess_type(name)[0])
