@@ -93,3 +93,40 @@ def table_prefix(table: str) -> str:
 def table_glob(table: str) -> str:
     """Every Parquet file of a table, as a glob relative to the lake's root (hive partitions `dt=...`)."""
     return f"{table_prefix(table)}dt=*/*.parquet"
+
+
+# --- erasure, retention and the layers other writers add (imports, media) --------------------------------------
+
+RAW_ROOT = "raw/"
+QUARANTINE_ROOT = "quarantine/"
+IMPORTS_ROOT = "imports/"  # exports kept byte for byte by `chatlake import` (content-addressed)
+MEDIA_ROOT = "media/"  # captured media files: media/source=<s>/dt=D/<sha256>.<ext>
+ENRICHED_ROOT = "enriched/"
+ETL_ROOT = "etl/"
+ERASURE_ROOT = "audit/erasure/"
+#: Layers that hold what people sent, as received (RAW_RETENTION_DAYS), and what is derived (TABLE_RETENTION_DAYS).
+RAW_LAYERS = (RAW_ROOT, QUARANTINE_ROOT, IMPORTS_ROOT, MEDIA_ROOT)
+TABLE_LAYERS = (ENRICHED_ROOT, ETL_ROOT)
+
+
+def media_table_prefix() -> str:
+    return table_prefix("media")
+
+
+def deny_prefix() -> str:
+    """The erasure deny list: one small object per forgotten identifier, named by its salted hash."""
+    return ERASURE_ROOT + "deny/"
+
+
+def deny_key(subject: str) -> str:
+    return f"{deny_prefix()}{subject}.json"
+
+
+def erasure_salt_key() -> str:
+    """The lake-local random salt of the deny list (used when PII_MODE is not hash)."""
+    return ERASURE_ROOT + "salt.json"
+
+
+def erasure_record_key(stamp: str, subject: str) -> str:
+    """One audit record per erasure run: `audit/erasure/<UTC time>-<salted hash prefix>.json`."""
+    return f"{ERASURE_ROOT}{stamp}-{subject[:16]}.json"
