@@ -206,9 +206,9 @@ class RowMatch:
         return recipient_id in self.values
 
 
-def _parsed_rows(source: str, key: str, body: bytes) -> tuple[list, list]:
+def _parsed_rows(source: str, key: str, body: bytes) -> tuple[list, list, list[str]]:
     parsed = etl.parse_delivery(source, key, body)
-    return parsed.messages, parsed.statuses
+    return parsed.messages, parsed.statuses, parsed.problems
 
 
 def _row_tuple(row: Any) -> tuple:
@@ -312,7 +312,7 @@ def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Patte
         return
     source = layout.source_of(key)
     if key.startswith(layout.RAW_ROOT) and source in etl.PARSERS:
-        messages, statuses = _parsed_rows(source, key, body)
+        messages, statuses, problems = _parsed_rows(source, key, body)
         mine_m = [m for m in messages if match.message(m.chat_id, m.chat_type, m.sender_id, m.sender_phone)]
         mine_s = [s for s in statuses if match.status(s.recipient_id)]
         plan.message_ids |= {m.message_id for m in mine_m}
@@ -322,14 +322,17 @@ def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Patte
         if (messages or statuses) and len(mine_m) == len(messages) and len(mine_s) == len(statuses):
             plan.delete.append(key)
             return
+        if subject.kind == "chat" and (messages or statuses) and not (mine_m or mine_s):
+            return  # the person's messages elsewhere (a group): not the chat's, --chat keeps them
         r = Redaction()
         new = encode(redact(value, subject, r, text))
         if r.changed:
             plan.redact[key] = new
-            others = ({_row_tuple(m) for m in messages if m not in mine_m}, {_row_tuple(s) for s in statuses
-                                                                                if s not in mine_s})
+            # Someone else's rows, or the object's rejects, come out different: the ETL rewrites that day.
+            others = ({_row_tuple(m) for m in messages if m not in mine_m},
+                      {_row_tuple(s) for s in statuses if s not in mine_s}, problems)
             after = _parsed_rows(source, key, new)
-            if others != ({_row_tuple(m) for m in after[0]}, {_row_tuple(s) for s in after[1]}):
+            if others != ({_row_tuple(m) for m in after[0]}, {_row_tuple(s) for s in after[1]}, after[2]):
                 day = layout.day_of(key)
                 if day:
                     plan.rerun.add(day)
