@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("webhook", "etl", "sql")
+BENCHES = ("webhook", "etl", "sql", "forget")
 
 
 def main(names: list[str]) -> int:

@@ -104,6 +104,12 @@ class Subject:
             parts.append(f"(?:{re.escape(ch)}|\\\\u{esc})")
         return re.compile(("(?:(?<![0-9A-Za-z])|(?<=user))" + "".join(parts) + "(?![0-9])").encode())
 
+    def prefilter(self) -> Callable[[bytes], bool]:
+        """A cheap test that passes every body the pattern can match: the id as is, or an escape it could use."""
+        plain = self.value.encode()
+        escapes = sorted({f"\\u{ord(ch):04x}"[:5].encode() for ch in self.value})
+        return lambda body: plain in body or any(e in body for e in escapes)
+
     def text_pattern(self) -> re.Pattern[str]:
         return re.compile(f"(?<![0-9A-Za-z]){re.escape(self.value)}(?![0-9])")
 
@@ -231,6 +237,7 @@ class Plan:
     status_ids: set[str] = field(default_factory=set)
     chat_types: set[str] = field(default_factory=set)  # types of the chat given with --chat
     scanned: int = 0
+    listings: dict[date, etl.RawListing] = field(default_factory=dict)  # each day's raw listing, as scanned
 
     def counts(self) -> dict[str, int]:
         layers: dict[str, int] = {}
@@ -252,10 +259,14 @@ def _table_files(storage: Storage, table: str) -> list[str]:
     return [k for k in storage.keys(layout.table_prefix(table)) if k.endswith(".parquet")]
 
 
-def _read_parquet(storage: Storage, key: str) -> Any:
+def _read_parquet(storage: Storage, key: str, columns: Iterable[str] | None = None) -> Any:
+    """A table file; with `columns`, only those of them it has (finding the rows needs a few ids, not texts)."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(storage.get(key)))
+    f = pq.ParquetFile(io.BytesIO(storage.get(key)))
+    if columns is None:
+        return f.read()
+    return f.read(columns=[c for c in columns if c in f.schema_arrow.names])
 
 
 def _message_mask(data: Any, match: RowMatch) -> list[bool]:
@@ -287,6 +298,22 @@ def _file_masks(data: Any, table: str, match: RowMatch, plan: Plan, deleted: set
         if "media_key" in names:
             plan.delete += [k for k, m in zip(data.column("media_key").to_pylist(), mask, strict=True) if m and k]
     return mask if any(mask) else None
+
+
+MATCH_COLUMNS = ("message_id", "chat_id", "chat_type", "sender_id", "sender_phone", "recipient_id", "raw_key",
+                 "media_key")
+SCAN_THREADS = 4  # the scan only reads: threads overlap the reads' system calls even on a local disk
+
+
+def _listings(raw_keys: list[str]) -> dict[date, etl.RawListing]:
+    """Each day's raw listing (what `etl.list_raw` gives) from the scan's one listing of `raw/`."""
+    by_day: dict[str, dict[str, list[str]]] = {}
+    for key in raw_keys:  # raw/source=S/dt=D/<sha256>.json
+        parts = key.split("/")
+        if len(parts) == 4 and parts[1][7:] in layout.SOURCES and parts[2].startswith("dt="):
+            by_day.setdefault(parts[2][3:], {}).setdefault(parts[1][7:], []).append(key)
+    return {date.fromisoformat(d): etl.RawListing(date.fromisoformat(d), tuple(
+        (s, k) for s in layout.SOURCES for k in sorted(found.get(s, ())))) for d, found in by_day.items()}
 
 
 def _scan_keys(storage: Storage) -> list[str]:
@@ -350,11 +377,13 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
     """Everything `forget` would change, computed without changing anything (what --dry-run prints)."""
     plan = Plan(subject)
     match = RowMatch.of(subject, pii_salt)
-    pattern, text = subject.pattern(), subject.text_pattern()
+    pattern, text, maybe = subject.pattern(), subject.text_pattern(), subject.prefilter()
     keys = _scan_keys(storage)
     plan.scanned = len(keys)
-    for done, (key, body) in enumerate(etl.read_bodies(storage, keys, storage.parallel_reads), 1):
-        if pattern.search(body):
+    plan.listings = _listings([k for k in keys if k.startswith(layout.RAW_ROOT)])
+    for done, (key, body) in enumerate(etl.read_bodies(storage, keys, max(SCAN_THREADS, storage.parallel_reads)),
+                                       1):
+        if maybe(body) and pattern.search(body):
             _classify(plan, key, body, match, text)
         if progress and (done % 1000 == 0 or done == len(keys)):
             progress(done, len(keys))
@@ -364,7 +393,7 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
     deleted = set(plan.delete)
     for table in (*layout.TABLES, "media"):
         for key in _table_files(storage, table):
-            mask = _file_masks(_read_parquet(storage, key), table, match, plan, deleted)
+            mask = _file_masks(_read_parquet(storage, key, MATCH_COLUMNS), table, match, plan, deleted)
             if mask:
                 plan.rows[key] = {"rows": sum(mask)}
                 if not layout.is_import_file(key) and (day := layout.day_of(key)):
@@ -473,8 +502,11 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     deny_before = erasure.deny_digest(storage)
     # Raw listings as they are now, for the days whose listing this run changes and the days that depend on them.
     touched = {d for k in plan.delete if k.startswith(layout.RAW_ROOT) if (d := layout.day_of(k))}
-    listings: dict[date, etl.RawListing] = {}
-    before = {d: etl.list_raw(storage, d, listings).digest for d in touched}
+    gone = set(plan.delete)
+    now = {d: etl.RawListing(d, tuple(o for o in listing.objects if o[1] not in gone))
+           for d, listing in plan.listings.items()}  # the raw listings once this run's deletions are done
+    before = {d: plan.listings[d].digest for d in touched if d in plan.listings}
+    after = {d: now[d].digest for d in before}
     # 1. the deny list: from here on the ETL drops the subject's rows whatever the raw layer holds
     storage.put(layout.deny_key(plan.deny_hash), json.dumps(
         {"hash": plan.deny_hash, "kind": subject.deny_kind, "salt": mark,
@@ -487,7 +519,6 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     for key in plan.delete:
         storage.delete(key)
     step(f"{len(plan.redact)} objects redacted, {len(plan.delete)} deleted")
-    after = {d: etl.list_raw(storage, d, {}).digest for d in touched}
     # 3. the tables, day by day, committed like the ETL's
     deleted = set(plan.delete)
     files_by_day: dict[date, list[str]] = {}
@@ -533,7 +564,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     days = sorted({d for d in (layout.day_of(k) for k in storage.keys(layout.ETL_ROOT)) if d and d < today}
                   | {d for d in plan.rerun if d < today})
     behind = [d for d in days
-              if d in plan.rerun or etl.behind_reason(storage, d, pii_salt, window=window, listings={})]
+              if d in plan.rerun or etl.behind_reason(storage, d, pii_salt, window=window, listings=now)]
     for day in behind:
         result = etl.run_day(storage, day, pii_salt, window=window, deny=deny_list)
         out.reran.append(day.isoformat())
