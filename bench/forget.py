@@ -5,7 +5,7 @@ the backfill of all 30 days again and `forget --phone` of one WhatsApp customer 
 is not timed). Goal: forget <= 0.3x the backfill: it reads every raw object once (a bytes search, no parsing) and
 rewrites only the files that hold the person. The issue asks for a 1M-row lake; on the 2-core machine this bench
 runs on, building and backfilling that takes several minutes per round, so the default is smaller
-(BENCH_FORGET_DELIVERIES, default 120k deliveries ≈ 110k rows); the ratio does not depend on the size (both are
+(BENCH_FORGET_DELIVERIES, default 60k deliveries ≈ 60k rows); the ratio does not depend on the size (both are
 linear in the raw objects).
 """
 
@@ -30,7 +30,7 @@ def run(rounds: int = 2) -> bool:
     from chatlake import forget
     from chatlake.local import synthetic
 
-    n = int(os.environ.get("BENCH_FORGET_DELIVERIES", "120000"))
+    n = int(os.environ.get("BENCH_FORGET_DELIVERIES", "60000"))
     work = Path(tempfile.mkdtemp(prefix="chatlake-bench-forget-"))
     try:
         base = FolderStorage(work / "lake")
