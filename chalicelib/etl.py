@@ -413,7 +413,7 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
     result = DayResult(day)
     listing = list_raw(storage, day, listings)
     result.deliveries = len(listing.objects)
-    if raw_expired(read_commit(storage, day), listing):
+    if not listing.objects and raw_expired(read_commit(storage, day), listing):  # a read only when raw is empty
         result.warnings.append(f"{day}'s raw deliveries are gone (retention): its tables are kept as they are, "
                                "not rebuilt")
         for w in result.warnings:
