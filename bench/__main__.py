@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("webhook", "etl", "sql", "fresh", "media", "imports")
+BENCHES = ("webhook", "etl", "sql", "fresh", "media", "imports", "forget")
 
 
 def main(names: list[str]) -> int:

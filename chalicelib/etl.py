@@ -32,7 +32,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from chalicelib import eum, layout, pii, runlog, telegram, whatsapp
+from chalicelib import erasure, eum, layout, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError
 from chalicelib.values import decode
@@ -192,15 +192,21 @@ class DayRows:
 
 
 def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
-             progress: Progress | None = None) -> DayRows:
-    """Parse every raw delivery of the day; keep the first copy (in key order) of each version and status."""
+             progress: Progress | None = None, deny: erasure.DenyList | None = None) -> DayRows:
+    """Parse every raw delivery of the day; keep the first copy (in key order) of each version and status.
+    Rows of forgotten people (the erasure deny list) are dropped first, before any duplicate check or version
+    file sees them: a re-delivered old body gives nothing, and no later day counts them."""
     rows = DayRows(listing)
+    deny = deny if deny else None
     messages, statuses = rows.messages, rows.statuses
     sources = {key: source for source, key in listing.objects}
     total = len(sources)
     for done, (key, body) in enumerate(read_bodies(storage, list(sources), storage.parallel_reads), 1):
         source = sources[key]
         parsed = parse_delivery(source, key, body)
+        if deny is not None:
+            parsed.messages = [m for m in parsed.messages if not deny.drops_message(m)]
+            parsed.statuses = [s for s in parsed.statuses if not deny.drops_status(s)]
         for m in parsed.messages:
             k = version_key(m)
             if k in messages:
@@ -258,7 +264,8 @@ def read_versions(storage: Storage, listing: RawListing, mark: str, *,
     try:
         data = pq.read_table(io.BytesIO(storage.get(layout.versions_key(listing.day))), page_checksum_verification=True)
         meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
-        digest = meta.get("raw_digest") if any_listing else listing.digest
+        # A day whose raw data is gone (retention) keeps the versions it had: they are all that is left of it.
+        digest = meta.get("raw_digest") if any_listing or not listing.objects else listing.digest
         if (meta.get("raw_digest"), meta.get("pii"), meta.get("format")) != (digest, mark, str(COMMIT_FORMAT)):
             return None
         columns = [data.column(c).to_pylist() for c in _VERSION_COLUMNS]
@@ -287,7 +294,8 @@ def store_versions(storage: Storage, rows: DayRows, mark: str, warnings: list[st
 
 
 def window_versions(storage: Storage, day: date, window: int, pii_salt: str | None, warnings: list[str],
-                    listings: dict[date, RawListing], *, provisional: bool = False) -> tuple[set, set, dict[str, str]]:
+                    listings: dict[date, RawListing], deny: erasure.DenyList | None = None, *,
+                    provisional: bool = False) -> tuple[set, set, dict[str, str]]:
     """Versions and statuses that the window's earlier days' raw data gives, and the raw digests they came from.
 
     `provisional` (intraday runs): a stored versions file is taken without listing its day's raw data to check it
@@ -313,12 +321,12 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
                 continue
         listing = list_raw(storage, day - timedelta(days=back), listings)
         depends[listing.day.isoformat()] = listing.digest
-        if not listing.objects:
-            continue
         found = read_versions(storage, listing, mark)
+        if found is None and not listing.objects:  # no raw: nothing, or what an expired day left
+            continue
         if found is None:  # never run, raw changed since, or damaged: the raw layer is the truth
             log.info("reading %s's raw data for the duplicate check of %s", listing.day, day)
-            rows = read_day(storage, listing, pii_salt)
+            rows = read_day(storage, listing, pii_salt, deny=deny)
             store_versions(storage, rows, mark, warnings)
             found = set(rows.messages), set(rows.statuses)
         messages |= found[0]
@@ -408,40 +416,60 @@ def _roll_back(storage: Storage, day: date, previous: dict[str, bytes | None], w
 
 
 def run_day(storage: Storage, day: date, pii_salt: str | None = None, progress: Progress | None = None, *,
-            window: int = DEFAULT_RETRY_WINDOW_DAYS, listings: dict[date, RawListing] | None = None) -> DayResult:
+            window: int = DEFAULT_RETRY_WINDOW_DAYS, listings: dict[date, RawListing] | None = None,
+            deny: erasure.DenyList | None = None) -> DayResult:
     """The ETL for one day (see the module's docstring)."""
     # Rows are many small objects that all live until the day is written: the cyclic garbage collector
     # would rescan them again and again for nothing (there are no reference cycles to find here).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_day(storage, day, pii_salt, progress, window, {} if listings is None else listings)
+        deny = erasure.load(storage, pii_salt) if deny is None else deny
+        return _run_day(storage, day, pii_salt, progress, window, {} if listings is None else listings, deny)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
+def raw_expired(record: dict[str, Any] | None, listing: RawListing) -> bool:
+    """The day was built from raw deliveries that are all gone now: RAW_RETENTION_DAYS (`prune`, an S3 lifecycle
+    rule) or an erasure removed them. Its tables are all that is left; they are kept, never rebuilt into nothing."""
+    return record is not None and int(record.get("deliveries") or 0) > 0 and not listing.objects
+
+
 def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progress | None, window: int,
-             listings: dict[date, RawListing]) -> DayResult:
+             listings: dict[date, RawListing], deny: erasure.DenyList) -> DayResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     listing = list_raw(storage, day, listings)
-    rows = read_day(storage, listing, pii_salt, progress)
-    return finish_day(storage, rows, pii_salt, window, listings, started, started_at)
+    if not listing.objects and raw_expired(read_commit(storage, day), listing):  # a read only when raw is empty
+        result = DayResult(day)
+        result.warnings.append(f"{day}'s raw deliveries are gone (retention): its tables are kept as they are, "
+                               "not rebuilt")
+        for w in result.warnings:
+            log.warning("%s", w)
+        return result
+    rows = read_day(storage, listing, pii_salt, progress, deny)
+    return finish_day(storage, rows, pii_salt, window, listings, started, started_at, deny)
 
 
 def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: int,
-               listings: dict[date, RawListing], started: float, started_at: datetime) -> DayResult:
+               listings: dict[date, RawListing], started: float, started_at: datetime,
+               deny: erasure.DenyList | None = None) -> DayResult:
     """A full run from the day's parsed rows on (a single run, or the merge of a fanned-out one): the cross-day
     check, the commit, and the run's manifest."""
     listing = rows.listing
     day = listing.day
     result = DayResult(day)
     result.deliveries = len(listing.objects)
+    deny = erasure.load(storage, pii_salt) if deny is None else deny
+    if deny.unresolved:
+        result.warnings.append(f"{deny.unresolved} erasure deny-list entries need the PII_SALT they were written "
+                               "with and are not applied")
     mark = pii_mark(pii_salt)
     store_versions(storage, rows, mark, result.warnings)
     seen_messages, seen_statuses, depends = window_versions(storage, day, window, pii_salt, result.warnings,
-                                                            listings)
+                                                            listings, deny)
     messages = [m for k, m in rows.messages.items() if k not in seen_messages]
     statuses = [s for k, s in rows.statuses.items() if k not in seen_statuses]
     result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
@@ -450,7 +478,7 @@ def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: in
     counts = {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)}
     record = {
         "format": COMMIT_FORMAT, "day": day.isoformat(), "raw": listing.digest, "deliveries": len(listing.objects),
-        "window": window, "pii": mark, "depends": depends,
+        "window": window, "pii": mark, "depends": depends, "deny": deny.digest,
         "tables": {t: {"key": layout.part_key(t, day), "size": len(data)} for t, data in files.items()},
         "rows": counts, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -488,8 +516,9 @@ def run_days(storage: Storage, days: Iterable[date], pii_salt: str | None = None
     """The ETL for several days, oldest first (so each day's window finds the days before it ready)."""
     results = []
     listings: dict[date, RawListing] = {}
+    deny = erasure.load(storage, pii_salt)
     for d in sorted(days):
-        results.append(run_day(storage, d, pii_salt, window=window, listings=listings))
+        results.append(run_day(storage, d, pii_salt, window=window, listings=listings, deny=deny))
         if on_day:
             on_day(results[-1])
     return results
@@ -527,15 +556,20 @@ def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
         if listing.objects:
             return f"{len(listing.objects)} raw deliveries and no completed ETL run"
         return "output without a completed ETL run" if any(outputs.values()) else None
-    if record.get("raw") != listing.digest:
+    expired = raw_expired(record, listing)
+    if record.get("raw") != listing.digest and not expired:
         change = len(listing.objects) - int(record.get("deliveries") or 0)
         return (f"{change} raw deliveries arrived after its last run" if change > 0
                 else "its raw deliveries changed since its last run")
-    if record.get("window") != window or record.get("pii") != pii_mark(pii_salt):
+    if (record.get("window") != window or record.get("pii") != pii_mark(pii_salt)) and not expired:
         return "RETRY_WINDOW_DAYS or PII_MODE/PII_SALT changed since its last run"
+    if not expired and record.get("deny", "") != erasure.deny_digest(storage):
+        return "the erasure deny list changed since its last run (an unfinished chatlake forget: re-run it)"
     depends = record.get("depends") or {}
     for back in range(window, 0, -1):
         earlier = list_raw(storage, day - timedelta(days=back), listings)
+        if expired or not earlier.objects:  # raw gone by retention: its stored versions stand in for it
+            continue
         if depends.get(earlier.day.isoformat(), "") != earlier.digest:
             return f"the raw deliveries of {earlier.day} (in its {window}-day retry window) changed since its last run"
     for table in layout.TABLES:
@@ -555,8 +589,9 @@ def catch_up(storage: Storage, today: date, pii_salt: str | None = None, *, days
     behind = [d for d in (today - timedelta(days=back) for back in range(max(span, 1), 0, -1))
               if behind_reason(storage, d, pii_salt, window=window, listings=listings)]
     results = []
+    deny = erasure.load(storage, pii_salt) if behind else erasure.DenyList()
     for d in behind:
-        results.append(run_day(storage, d, pii_salt, window=window, listings=listings))
+        results.append(run_day(storage, d, pii_salt, window=window, listings=listings, deny=deny))
         if on_day:
             on_day(results[-1])
     return results

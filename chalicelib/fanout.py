@@ -18,7 +18,7 @@ import time
 from datetime import UTC, date, datetime
 from typing import Any
 
-from chalicelib import etl, layout, runlog
+from chalicelib import erasure, etl, layout, runlog
 from chalicelib.schema import Message, Reject, Status
 from chalicelib.storage import NotFound, Storage
 
@@ -43,7 +43,7 @@ def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: st
         raise ValueError(f"share {index} of {shares} does not exist")
     listing = etl.list_raw(storage, day)
     mine = etl.RawListing(day, tuple((s, k) for s, k in listing.objects if share_of(k, shares) == index))
-    rows = etl.read_day(storage, mine, pii_salt)
+    rows = etl.read_day(storage, mine, pii_salt, deny=erasure.load(storage, pii_salt))
     label = {"raw_digest": listing.digest, "pii": etl.pii_mark(pii_salt), "duplicates": str(rows.duplicates),
              "deliveries": str(len(mine.objects))}
     tables = {"messages": list(rows.messages.values()), "statuses": list(rows.statuses.values()),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from chalicelib import etl, layout, runlog
+from chalicelib import erasure, etl, layout, runlog
 from chalicelib.storage import ObjectInfo, Storage
 
 log = logging.getLogger("chatlake.intraday")
@@ -125,9 +125,10 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
         return result
     result.run = runlog.new_run_id("intraday", started_at)
     listing = etl.RawListing(day, tuple((source, o.key) for source, o in new))
-    rows = etl.read_day(storage, listing, pii_salt)
+    deny = erasure.load(storage, pii_salt)
+    rows = etl.read_day(storage, listing, pii_salt, deny=deny)
     earlier_m, earlier_s, _ = etl.window_versions(storage, day, window, pii_salt, result.warnings,
-                                                  {} if listings is None else listings, provisional=True)
+                                                  {} if listings is None else listings, deny, provisional=True)
     visible_m, visible_s, rejected = visible_keys(storage, day, rows)
     messages = [m for k, m in rows.messages.items() if k not in earlier_m and k not in visible_m]
     statuses = [s for k, s in rows.statuses.items() if k not in earlier_s and k not in visible_s]

@@ -158,3 +158,40 @@ def import_record_key(source: str, export_digest: str) -> str:
     """What the last import of that export wrote (JSON): the days of its `import-<digest>` files, its counts and the
     line numbers it could not read."""
     return f"{IMPORTS_PREFIX}source={source}/{export_digest}.record.json"
+
+
+# --- erasure, retention and the layers other writers add (imports, media) --------------------------------------
+
+RAW_ROOT = "raw/"
+QUARANTINE_ROOT = "quarantine/"
+IMPORTS_ROOT = IMPORTS_PREFIX
+MEDIA_ROOT = "media/"  # captured media files: media/source=<s>/dt=D/<sha256>.<ext>
+ENRICHED_ROOT = "enriched/"
+ETL_ROOT = "etl/"
+ERASURE_ROOT = "audit/erasure/"
+#: Layers that hold what people sent, as received (RAW_RETENTION_DAYS), and what is derived (TABLE_RETENTION_DAYS).
+RAW_LAYERS = (RAW_ROOT, QUARANTINE_ROOT, IMPORTS_ROOT, MEDIA_ROOT)
+TABLE_LAYERS = (ENRICHED_ROOT, ETL_ROOT)
+
+
+def media_table_prefix() -> str:
+    return table_prefix("media")
+
+
+def deny_prefix() -> str:
+    """The erasure deny list: one small object per forgotten identifier, named by its salted hash."""
+    return ERASURE_ROOT + "deny/"
+
+
+def deny_key(subject: str) -> str:
+    return f"{deny_prefix()}{subject}.json"
+
+
+def erasure_salt_key() -> str:
+    """The lake-local random salt of the deny list (used when PII_MODE is not hash)."""
+    return ERASURE_ROOT + "salt.json"
+
+
+def erasure_record_key(stamp: str, subject: str) -> str:
+    """One audit record per erasure run: `audit/erasure/<UTC time>-<salted hash prefix>.json`."""
+    return f"{ERASURE_ROOT}{stamp}-{subject[:16]}.json"

@@ -222,6 +222,24 @@ class Settings:
             raise ConfigError(f"MEDIA_MAX_BYTES must be a whole number of bytes, at least 1, not {text!r}")
         return int(text)
 
+    def retention_days(self, name: str) -> int | None:
+        """RAW_RETENTION_DAYS / TABLE_RETENTION_DAYS: whole days (1 or more) to keep a layer; None (unset): forever."""
+        text = self._raw(name)
+        if not text:
+            return None
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"{name} must be a whole number of days (1 or more), or unset to keep forever; "
+                              f"not {text!r}")
+        return int(text)
+
+    @property
+    def raw_retention_days(self) -> int | None:
+        return self.retention_days("RAW_RETENTION_DAYS")
+
+    @property
+    def table_retention_days(self) -> int | None:
+        return self.retention_days("TABLE_RETENTION_DAYS")
+
 
 def load(
     environ: Mapping[str, str] | None = None,

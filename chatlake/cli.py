@@ -300,6 +300,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.host, args.port)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from chatlake import forget
+
+    kind = next(k for k in forget.KINDS if getattr(args, k.replace("-", "_")) is not None)
+    try:
+        subject = forget.Subject.parse(kind, getattr(args, kind.replace("-", "_")))
+        ctx = runtime.etl_context()
+        return forget.command(ctx.storage, subject, ctx.pii_salt, ctx.window, dry_run=args.dry_run, yes=args.yes,
+                              confirm=input if sys.stdin.isatty() else None)
+    except forget.ForgetError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from chatlake import retention, ui
+
+    settings = runtime.settings()
+    raw_days, table_days = settings.raw_retention_days, settings.table_retention_days
+    storage = runtime.storage(settings.datalake_url)
+    if args.lifecycle:
+        from chalicelib.storage import S3Storage
+
+        if not isinstance(storage, S3Storage):
+            raise UsageError("--lifecycle needs an s3:// DATALAKE_URL (a folder lake is pruned by chatlake prune)")
+        rules = retention.apply_lifecycle(storage.client, storage.bucket, storage.prefix, raw_days, table_days)
+        ui.print_table([{"rule": r.get("ID"), "prefix": (r.get("Filter") or {}).get("Prefix"),
+                         "days": (r.get("Expiration") or {}).get("Days")} for r in rules], ["rule", "prefix", "days"],
+                       title=f"lifecycle of s3://{storage.bucket}")
+        return 0
+    if raw_days is None and table_days is None:
+        print("RAW_RETENTION_DAYS and TABLE_RETENTION_DAYS are unset: everything is kept")
+        return 0
+    p = retention.plan(storage, raw_days, table_days)
+    ui.print_table([{"layer": k, "objects": v} for k, v in sorted(p.counts.items())] or [{"layer": "none",
+                                                                                         "objects": 0}],
+                   ["layer", "objects"], title=f"prune {storage.url}: raw older than {raw_days or 'forever'} days, "
+                   f"tables older than {table_days or 'forever'} days (before {p.today}, UTC)")
+    if args.dry_run:
+        print("dry run: nothing was deleted")
+        return 0
+    print(f"deleted {retention.prune(storage, p)} objects")
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that answers a mistyped choice (a verb, `--engine`, `--format`) with the closest one."""
 
@@ -469,6 +513,22 @@ def build_parser() -> argparse.ArgumentParser:
              "an HTTPS/SQS delivery, SQS messages) or as bare messages, as the SNS function does", cmd_ingest_sns,
              lake="open")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a JSON file of notifications, or one event")
+
+    p = verb("forget", "erase a person (or a private chat) from every layer of the lake, with an audit record",
+             cmd_forget, lake="read")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--phone", metavar="N", help="a WhatsApp phone number (+15551234567)")
+    who.add_argument("--telegram-user", metavar="ID", help="a Telegram user id")
+    who.add_argument("--wa-id", metavar="ID", help="a WhatsApp wa_id or BSUID")
+    who.add_argument("--chat", metavar="ID", help="a private chat as a whole (Telegram chat id or WhatsApp wa_id)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be erased; change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
+
+    p = verb("prune", "delete what is older than RAW_RETENTION_DAYS / TABLE_RETENTION_DAYS (unset: keep forever)",
+             cmd_prune, lake="read")
+    p.add_argument("--dry-run", action="store_true", help="print what would be deleted; delete nothing")
+    p.add_argument("--lifecycle", action="store_true", help="instead, put the same retention on the S3 bucket as "
+                   "lifecycle rules (s3:// lakes)")
 
     p = verb("serve", "run the local stack: webhooks, the lake, the daily ETL (what `make run` does)", cmd_serve)
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine)")

@@ -34,17 +34,16 @@ def _retention(ctx: Context, name: str) -> int | None:
 
 def lifecycle_rules(raw_days: int | None, table_days: int | None) -> list[dict[str, Any]]:
     """Old versions expire (versioning is for mistakes, not for keeping every ETL rewrite forever); with
-    RAW_RETENTION_DAYS / TABLE_RETENTION_DAYS, the layers expire too."""
+    RAW_RETENTION_DAYS / TABLE_RETENTION_DAYS, the layers expire too (`chatlake.retention.expiry_rules`, the rules
+    `chatlake prune --lifecycle` also applies)."""
+    from chatlake.retention import expiry_rules
+
     rules: list[dict[str, Any]] = [{
         "ID": "chatlake-old-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
         "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": MULTIPART_DAYS},
     }]
-    for days, prefixes in ((raw_days, ("raw/", "quarantine/", "media/")), (table_days, ("enriched/",))):
-        if days:
-            rules += [{"ID": f"chatlake-expire-{p.rstrip('/')}", "Status": "Enabled", "Filter": {"Prefix": p},
-                       "Expiration": {"Days": days}} for p in prefixes]
-    return rules
+    return rules + expiry_rules(raw_days, table_days)
 
 
 class Bucket:

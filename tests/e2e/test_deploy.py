@@ -247,9 +247,10 @@ def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_records(stage, fun
     assert statements(policy(stage, function)) == {
         "ListRawEnrichedAndEtl": {"Sid": "ListRawEnrichedAndEtl", "Effect": "Allow", "Action": ["s3:ListBucket"],
                                   "Resource": [f"arn:aws:s3:::{bucket}"],
-                                  "Condition": {"StringLike": {"s3:prefix": ["raw/*", "enriched/*", "etl/*"]}}},
+                                  "Condition": {"StringLike": {"s3:prefix": ["raw/*", "enriched/*", "etl/*",
+                                                                             "audit/erasure/*"]}}},
         "ReadRawEnrichedAndEtl": {"Sid": "ReadRawEnrichedAndEtl", "Effect": "Allow", "Action": ["s3:GetObject"],
-                                  "Resource": [enriched, records, raw]},
+                                  "Resource": [f"arn:aws:s3:::{bucket}/audit/erasure/*", enriched, records, raw]},
         "ReplaceEnrichedAndEtl": {"Sid": "ReplaceEnrichedAndEtl", "Effect": "Allow",
                                   "Action": ["s3:DeleteObject", "s3:PutObject"], "Resource": [enriched, records]},
         "ReadPiiSalt": {"Sid": "ReadPiiSalt", "Effect": "Allow", "Action": ["ssm:GetParameter"],
