@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from chalicelib import layout, pii
+from chalicelib import erasure, layout, pii
 from chalicelib.schema import Message
 from chalicelib.storage import NotFound, Storage
 from chalicelib.values import decode
@@ -67,6 +67,7 @@ class ImportResult:
     unreadable: list[str] = field(default_factory=list)
     days: dict[str, int] = field(default_factory=dict)  # day sent -> rows written
     media_stored: int = 0
+    forgotten: int = 0  # rows of people an erasure request forgot: never imported
     date_order: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -74,7 +75,8 @@ class ImportResult:
         first, last = (min(self.days), max(self.days)) if self.days else ("", "")
         return {"source": self.source, "chats": len(self.chats), "messages": self.messages, "imported": self.imported,
                 "duplicates": self.duplicates, "unreadable": len(self.unreadable), "days": len(self.days),
-                "first_day": first, "last_day": last, "media": self.media_stored, "time_zone": self.zone}
+                "first_day": first, "last_day": last, "media": self.media_stored, "forgotten": self.forgotten,
+                "time_zone": self.zone}
 
 
 SUMMARY_COLUMNS = ["source", "chats", "messages", "imported", "duplicates", "unreadable", "days", "first_day",
@@ -195,6 +197,10 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Message], attac
     from chalicelib import etl
 
     result.messages = len(rows)
+    deny = erasure.load(storage, pii_salt)  # a forgotten person stays forgotten, whatever an old export holds
+    if deny:
+        kept = [m for m in rows if not deny.drops_message(m)]
+        result.forgotten, rows = len(rows) - len(kept), kept
     if pii_salt:
         pii.hash_rows(rows, [], pii_salt)
     by_day: dict[date, list[Message]] = defaultdict(list)

@@ -290,3 +290,14 @@ def test_the_analytics_pack_runs_over_imported_rows_alone(tmp_path):
     assert per_day[("2023-04-03", "whatsapp")]["outbound"] == 1
     assert answers["message_types"] and answers["top_chats"] and answers["busiest_hours"]
     assert any(r["answered"] for r in answers["first_response_time"])  # --me rows answer the contact's
+
+
+def test_a_forgotten_person_is_not_imported_again(lake):
+    """An erasure request survives a re-import of an old export: the deny list drops the person's rows."""
+    data = GB.read_bytes()
+    assert imp_wa(lake, data, me="Shop Owner").imported == 9
+    assert cli.main(["forget", "--chat", "34612345678", "--yes"]) == 0  # the whole private chat
+    assert not [r for r in rows_in(lake) if r["chat_id"] == "34612345678"]
+    again = imp_wa(lake, data, me="Shop Owner")
+    assert (again.imported, again.forgotten) == (0, 9)
+    assert not [r for r in rows_in(lake) if r["chat_id"] == "34612345678"]
