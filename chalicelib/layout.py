@@ -143,3 +143,8 @@ def media_prefix(source: str, day: date) -> str:
 def media_key(source: str, day: date, sha256: str, ext: str) -> str:
     """A media file's key: content-addressed, so the same bytes sent twice on one day are one object."""
     return f"{media_prefix(source, day)}{sha256}{ext}"
+
+
+#: Where AWS End User Messaging Social copies a media file (`GetWhatsAppMessageMedia`) before capture hashes it
+#: and stores it at its `media_key`; each fetch stages under a prefix of its own and deletes it afterwards.
+MEDIA_STAGING_PREFIX = "media/_staging/"
