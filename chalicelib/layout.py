@@ -195,3 +195,8 @@ def erasure_salt_key() -> str:
 def erasure_record_key(stamp: str, subject: str) -> str:
     """One audit record per erasure run: `audit/erasure/<UTC time>-<salted hash prefix>.json`."""
     return f"{ERASURE_ROOT}{stamp}-{subject[:16]}.json"
+
+
+#: Where AWS End User Messaging Social copies a media file (`GetWhatsAppMessageMedia`) before capture hashes it
+#: and stores it at its `media_key`; each fetch stages under a prefix of its own and deletes it afterwards.
+MEDIA_STAGING_PREFIX = "media/_staging/"

@@ -217,35 +217,45 @@ class Http:
                 raise MediaError("too_large", f"{what}: {int(declared):,} bytes is over MEDIA_MAX_BYTES "
                                  f"({limits.max_bytes:,})")
             mime = response.headers.get_content_type() if response.headers.get("Content-Type") else None
-            os.makedirs(self.spool, exist_ok=True)
-            fd, path = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self.spool)
-            digest, size = hashlib.sha256(), 0
-            read = getattr(response, "read1", response.read)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := read(limits.chunk):
-                        size += len(chunk)
-                        if size > limits.max_bytes:
-                            raise MediaError("too_large", f"{what}: more than MEDIA_MAX_BYTES "
-                                             f"({limits.max_bytes:,} bytes); stopped while streaming")
-                        if time.monotonic() - started > limits.deadline:
-                            raise MediaError("retry", f"{what}: not complete within {limits.deadline:g} s")
-                        digest.update(chunk)
-                        out.write(chunk)
-            except TimeoutError:
-                os.unlink(path)
-                raise MediaError("retry", f"{what}: {_origin(url)[1]} stopped sending for "
-                                 f"{limits.timeout:g} s") from None
-            except MediaError:
-                os.unlink(path)
-                raise
-            except (OSError, ValueError) as e:  # a connection reset, an incomplete read, a full disk
-                os.unlink(path)
-                raise MediaError("retry", self.redact(f"{what}: the download broke off ({e})")) from None
+            path, size, sha256 = spool_stream(getattr(response, "read1", response.read), limits, self.spool, what,
+                                              f"{what}: {_origin(url)[1]} stopped sending for {limits.timeout:g} s",
+                                              started, self.redact)
         if declared and declared.isdigit() and size != int(declared):
             os.unlink(path)
             raise MediaError("retry", f"{what}: got {size:,} of {int(declared):,} bytes")
-        return Fetched(path, size, digest.hexdigest(), None if mime == "application/octet-stream" else mime)
+        return Fetched(path, size, sha256, None if mime == "application/octet-stream" else mime)
+
+
+def spool_stream(read: Callable[[int], bytes], limits: Limits, spool: str, what: str, stalled: str,
+                 started: float | None = None, redact: Callable[[str], str] = str) -> tuple[str, int, str]:
+    """Stream `read(n)` chunks into a new spool file, counting and hashing as they come: (path, size, sha256 hex).
+    Stops past MEDIA_MAX_BYTES or the deadline; a read that times out is `stalled`; on any failure the partial
+    file is removed. Every fetch path (HTTP, End User Messaging Social's staged S3 copy) spools through here."""
+    started = time.monotonic() if started is None else started
+    os.makedirs(spool, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=spool)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := read(limits.chunk):
+                size += len(chunk)
+                if size > limits.max_bytes:
+                    raise MediaError("too_large", f"{what}: more than MEDIA_MAX_BYTES "
+                                     f"({limits.max_bytes:,} bytes); stopped while streaming")
+                if time.monotonic() - started > limits.deadline:
+                    raise MediaError("retry", f"{what}: not complete within {limits.deadline:g} s")
+                digest.update(chunk)
+                out.write(chunk)
+    except TimeoutError:
+        os.unlink(path)
+        raise MediaError("retry", stalled) from None
+    except MediaError:
+        os.unlink(path)
+        raise
+    except (OSError, ValueError) as e:  # a connection reset, an incomplete read, a full disk
+        os.unlink(path)
+        raise MediaError("retry", redact(f"{what}: the download broke off ({e})")) from None
+    return path, size, digest.hexdigest()
 
 
 def _status_error(status: int, what: str, host: str, detail: str = "") -> MediaError:

@@ -52,6 +52,14 @@ class Fetcher(Protocol):
     def fetch(self, media_id: str) -> Fetched: ...
 
 
+class EumFetcher(Protocol):
+    """End User Messaging Social's media (`media_eum.EumMedia`): the raw event names the phone number to ask for."""
+
+    def fetch(self, media_id: str, raw_key: str) -> Fetched: ...
+
+    def clean_staging(self, now: float) -> None: ...
+
+
 @dataclass
 class Capture:
     """What a capture run needs: the lake, a fetcher per platform whose token is set (and why the others are off),
@@ -59,13 +67,14 @@ class Capture:
 
     storage: Storage
     fetchers: dict[str, Fetcher]
-    disabled: dict[str, str] = field(default_factory=dict)  # source -> why it has no fetcher
+    disabled: dict[str, str] = field(default_factory=dict)  # source (or whatsapp_eum) -> why it has no fetcher
     pii_salt: str | None = None
     part_size: int = PART_SIZE
     budget: float | None = None  # seconds; None: fetch everything due
     checkpoint_files: int = 200  # rewrite the table after this many attempts ...
     checkpoint_seconds: float = 30.0  # ... or this many seconds, whichever comes first
     clock: Callable[[], float] = time.time
+    eum: EumFetcher | None = None  # media of raw/source=whatsapp_eum events; None: `disabled[whatsapp_eum]` says why
 
 
 @dataclass
@@ -156,12 +165,13 @@ def save(storage: Storage, day: date, rows: dict[tuple[str, str], MediaRow], sca
 
 
 def scan(storage: Storage, day: date, since: float | None, pii_salt: str | None) -> list[MediaRow]:
-    """A pending row for each media id of the day's raw deliveries written after `since` (all when None)."""
+    """A pending row for each media id of the day's raw deliveries written after `since` (all when None), in
+    source order: a media id that came by both doors keeps the webhook's raw_key (fetched with the Graph API)."""
     from chalicelib.etl import parse_delivery
 
     found: list[MediaRow] = []
     seen: set[tuple[str, str]] = set()
-    for source in layout.SOURCES:
+    for source in layout.RAW_SOURCES:
         for info in storage.list(layout.raw_prefix(source, day)):
             if not info.key.endswith(".json") or (since is not None and info.mtime < since - RESCAN_MARGIN):
                 continue
@@ -173,10 +183,11 @@ def scan(storage: Storage, day: date, since: float | None, pii_salt: str | None)
             if pii_salt:
                 pii.hash_rows(messages, [], pii_salt)
             for m in messages:
-                if (source, m.media_id) not in seen:
-                    seen.add((source, m.media_id))  # type: ignore[arg-type]
-                    found.append(MediaRow(source, m.media_id, m.message_id, m.message_type,  # type: ignore[arg-type]
-                                          "pending", mime_type=clean_mime(m.media_mime_type)))
+                if (m.source, m.media_id) not in seen:
+                    seen.add((m.source, m.media_id))  # type: ignore[arg-type]
+                    found.append(MediaRow(m.source, m.media_id, m.message_id,  # type: ignore[arg-type]
+                                          m.message_type, "pending", mime_type=clean_mime(m.media_mime_type),
+                                          raw_key=info.key))
     return found
 
 
@@ -325,16 +336,30 @@ def capture_day(cap: Capture, day: date, *, force: bool = False, known: set[tupl
     return result
 
 
-def _attempt(cap: Capture, day: date, row: MediaRow, result: DayCapture) -> None:
+def _fetch(cap: Capture, row: MediaRow) -> Callable[[], Fetched] | str:
+    """How the row's bytes are fetched, or why they cannot be: End User Messaging Social's own API for media of
+    its events (no token), the platform's fetcher (its token) for webhook deliveries."""
+    if row.raw_key and layout.source_of(row.raw_key) == layout.EUM_SOURCE:
+        eum, raw_key = cap.eum, row.raw_key
+        if eum is None:
+            return cap.disabled.get(layout.EUM_SOURCE, "End User Messaging Social media need the lake on S3")
+        return lambda: eum.fetch(row.media_id, raw_key)
     fetcher = cap.fetchers.get(row.source)
     if fetcher is None:
-        row.status, row.error = "disabled", cap.disabled.get(row.source, f"no {row.source} media token is set")
+        return cap.disabled.get(row.source, f"no {row.source} media token is set")
+    return lambda: fetcher.fetch(row.media_id)
+
+
+def _attempt(cap: Capture, day: date, row: MediaRow, result: DayCapture) -> None:
+    fetch = _fetch(cap, row)
+    if isinstance(fetch, str):
+        row.status, row.error = "disabled", fetch
         return
     result.attempted += 1
     row.attempts += 1
     row.fetched_at = int(cap.clock() * 1000)
     try:
-        fetched = fetcher.fetch(row.media_id)
+        fetched = fetch()
     except MediaError as e:
         row.status = {"retry": "pending", "failed": "failed", "too_large": "too_large"}.get(e.kind, "pending")
         row.error = e.message
@@ -370,6 +395,8 @@ def run(cap: Capture, today: date, days: Iterable[date] | None = None, *, force:
     chosen = sorted(days) if days is not None else [today - timedelta(days=b) for b in range(WINDOW_DAYS, -1, -1)]
     deadline = time.monotonic() + cap.budget if cap.budget is not None else None
     clean_spool_leftovers()
+    if cap.eum is not None:
+        cap.eum.clean_staging(cap.clock())
     known = known_before(storage=cap.storage, day=chosen[0]) if chosen else set()
     results = []
     for day in chosen:

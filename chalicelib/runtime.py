@@ -7,11 +7,12 @@ backend is cached per `DATALAKE_URL`, so its S3 client and connections survive b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from chalicelib import layout
 from chalicelib import settings as settings_module
 from chalicelib.settings import Settings
-from chalicelib.storage import Storage, open_storage
+from chalicelib.storage import S3Storage, Storage, open_storage
 
 if TYPE_CHECKING:
     from chalicelib import etl
@@ -83,6 +84,7 @@ def reset() -> None:
     """Forget the cached storages, as a new process (a Lambda cold start) would: the cache keeps a warm Lambda's S3
     client and connections between invocations; tests call this so no storage leaks from one test into the next."""
     _storages.clear()
+    _clients.clear()
 
 
 # --- media capture (issue 12) ------------------------------------------------------------------------------------
@@ -116,7 +118,37 @@ def media_capture(s: Settings | None = None, budget: float | None = None) -> med
             fetchers[source] = media.WhatsAppMedia(http, token, s.graph_api_url)
         else:
             fetchers[source] = media.TelegramMedia(http, token, s.telegram_api_url)
-    return mc.Capture(storage(s.datalake_url), fetchers, disabled, s.pii_salt(), budget=budget)
+    lake = storage(s.datalake_url)
+    eum_media = None
+    if isinstance(lake, S3Storage):
+        from chalicelib.media_eum import EumMedia
+
+        eum_media = EumMedia(social_messaging(lake), lake, http.limits, http.spool)
+    else:
+        disabled[layout.EUM_SOURCE] = ("media of End User Messaging Social messages are copied to S3 by the service "
+                                       "(GetWhatsAppMessageMedia): they need the lake on S3 (DATALAKE_URL=s3://...)")
+    return mc.Capture(lake, fetchers, disabled, s.pii_salt(), budget=budget, eum=eum_media)
+
+
+_clients: dict[str, Any] = {}
+
+
+def social_messaging(lake: S3Storage) -> Any:
+    """The boto3 `socialmessaging` client, built once per process (a warm Lambda keeps it): in the region the
+    environment names, else the lake's bucket's."""
+    if "socialmessaging" not in _clients:
+        import boto3
+        from botocore.config import Config
+
+        region = boto3.session.Session().region_name or lake.client.meta.region_name
+        _clients["socialmessaging"] = boto3.client("socialmessaging", region_name=region,
+                                                   config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return _clients["socialmessaging"]
+
+
+def use_social_messaging(client: Any) -> None:
+    """Make `social_messaging()` answer with this client: moto has no `socialmessaging`, so tests bring a fake."""
+    _clients["socialmessaging"] = client
 
 
 def run_media_capture() -> list[media_capture_module.DayCapture]:

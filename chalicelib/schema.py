@@ -73,6 +73,7 @@ class MediaRow:
     fetched_at: int | None = None  # ms since epoch, UTC: the last attempt
     error: str | None = None
     attempts: int = 0  # fetch attempts so far: the backoff of the retries
+    raw_key: str | None = None  # the raw delivery the media id was found in: its door (webhook, whatsapp_eum)
 
 
 @dataclass(slots=True)
@@ -138,6 +139,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "status": "string",
         "error": "string",
         "attempts": "int",
+        "raw_key": "string",
     },
 }
 ROW_TYPES: dict[str, type] = {"messages": Message, "statuses": Status, "rejects": Reject, "media": MediaRow}

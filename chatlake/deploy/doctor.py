@@ -16,7 +16,14 @@ from chatlake.deploy import secrets, telegram_api
 from chatlake.deploy import stage as st
 from chatlake.deploy.command import MakeClients, open_stage
 from chatlake.deploy.plan import Context, Options, error_code
-from chatlake.deploy.steps import _encrypted, _public_access_blocked, bot_api, log_groups, parameter_exists
+from chatlake.deploy.steps import (
+    _encrypted,
+    _public_access_blocked,
+    bot_api,
+    log_groups,
+    parameter_exists,
+    stage_functions,
+)
 
 RECENT_DAYS = 8  # the ETL's retry window and today
 ERROR_HOURS = 24  # a Telegram delivery error older than this is history, not a problem
@@ -55,11 +62,14 @@ def checks(ctx: Context, now: datetime) -> list[Finding]:
                              redeploy if problems else ""))
     except Exception as e:
         found.append(Finding("bucket", False, f"s3://{bucket}: {error_code(e) or e}", redeploy))
-    missing = [p.name(stage) for p in secrets.PARAMETERS if not parameter_exists(c.ssm, p.name(stage))]
+    absent = [p for p in secrets.PARAMETERS if not parameter_exists(c.ssm, p.name(stage))]
+    missing = [p.name(stage) for p in absent if not p.optional]
+    unset = "".join(f"; optional {p.name(stage)} not set ({p.optional})" for p in absent if p.optional)
+    required = sum(1 for p in secrets.PARAMETERS if not p.optional)
     found.append(Finding("parameters", not missing, "missing: " + ", ".join(missing) if missing
-                         else f"{len(secrets.PARAMETERS)} SecureStrings under {st.parameter_prefix(stage)}",
+                         else f"{required} SecureStrings under {st.parameter_prefix(stage)}{unset}",
                          redeploy if missing else ""))
-    for role, function in st.function_names(stage).items():
+    for role, function in stage_functions(ctx).items():
         try:
             conf = c.lambda_.get_function(FunctionName=function)["Configuration"]
             state, update = conf.get("State", "Active"), conf.get("LastUpdateStatus", "Successful")

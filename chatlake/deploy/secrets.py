@@ -25,6 +25,7 @@ class Parameter:
     prompt: str | None  # None: deploy generates a random value
     pattern: re.Pattern[str] | None = None
     hint: str = ""
+    optional: str = ""  # not empty: deploy puts it only when given (--from-env), and this says what is off without it
 
     def name(self, stage: str) -> str:
         return parameter_prefix(stage) + self.leaf
@@ -38,7 +39,19 @@ PARAMETERS = (
               re.compile(r"\S{8,256}"), "8 to 256 characters without spaces"),
     Parameter("TELEGRAM_BOT_TOKEN", "telegram-bot-token", "Telegram bot token from @BotFather", BOT_TOKEN_RE,
               "digits, a colon, then letters, digits, _ and -"),
+    # The media function's Graph API token (docs/media.md): put by `deploy --from-env` when WHATSAPP_ACCESS_TOKEN
+    # is set; never asked (a stage without webhook media would be asked on every deploy): else `aws ssm put-parameter`.
+    Parameter("WHATSAPP_ACCESS_TOKEN", "whatsapp-access-token", "WhatsApp access token (system user) for media",
+              re.compile(r"[A-Za-z0-9_.|-]{20,2048}"), "20 or more letters and digits, no spaces",
+              optional="WhatsApp webhook media are not fetched"),
 )
+
+
+def offered(p: Parameter, from_env: bool, environ: dict[str, str] | None = None) -> bool:
+    """Whether deploy puts the parameter when it is missing: always a required one; an optional one only when
+    --from-env finds it in the environment."""
+    env = os.environ if environ is None else environ
+    return not p.optional or (from_env and bool(env.get(p.setting)))
 
 
 def by_setting(name: str) -> Parameter:

@@ -27,6 +27,7 @@ API_FUNCTION, ETL_FUNCTION = "api_handler", "daily_etl"
 MEDIA_FUNCTION = "media_capture"
 INTRADAY_FUNCTION = "intraday_etl"
 PYARROW_FUNCTIONS = (ETL_FUNCTION, INTRADAY_FUNCTION, MEDIA_FUNCTION)  # they import pyarrow: each gets the layer
+EUM_FUNCTION = "whatsapp_eum"  # only when the stage names WHATSAPP_EUM_TOPIC (app.py declares it then)
 #: What `chalice deploy` packages, copied into the rendered project.
 PROJECT_FILES = ("app.py", "requirements.txt")
 PROJECT_DIRS = ("chalicelib",)
@@ -55,9 +56,18 @@ def check_bucket_name(name: str) -> str:
     return name
 
 
-def function_names(stage: str) -> dict[str, str]:
-    """The Lambda function names chalice gives each function of `stage`."""
-    return {API_FUNCTION: f"chatlake-{stage}", **{f: f"chatlake-{stage}-{f}" for f in PYARROW_FUNCTIONS}}
+def function_names(stage: str, eum: bool = False) -> dict[str, str]:
+    """The Lambda function names chalice gives each function of `stage` (with `eum`: the End User Messaging
+    Social function too, which exists only when the stage sets WHATSAPP_EUM_TOPIC: `has_eum`)."""
+    names = {API_FUNCTION: f"chatlake-{stage}", **{f: f"chatlake-{stage}-{f}" for f in PYARROW_FUNCTIONS}}
+    if eum:
+        names[EUM_FUNCTION] = f"chatlake-{stage}-{EUM_FUNCTION}"
+    return names
+
+
+def has_eum(config: dict[str, Any], stage: str) -> bool:
+    """Whether the stage's config names an End User Messaging Social topic, so that chalice deploys its function."""
+    return bool(stage_environment(config, stage).get("WHATSAPP_EUM_TOPIC"))
 
 
 def parameter_prefix(stage: str) -> str:

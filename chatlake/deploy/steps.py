@@ -159,10 +159,14 @@ class Parameters:
     name = "parameters"
 
     def check(self, ctx: Context) -> Change:
-        missing = [p for p in secrets.PARAMETERS if not parameter_exists(ctx.clients.ssm, p.name(ctx.stage))]
-        have = len(secrets.PARAMETERS) - len(missing)
-        change = Change(self.name, f"{have} of {len(secrets.PARAMETERS)} SecureStrings under "
-                                   f"{st.parameter_prefix(ctx.stage)}", detail={"missing": missing})
+        absent = [p for p in secrets.PARAMETERS if not parameter_exists(ctx.clients.ssm, p.name(ctx.stage))]
+        missing = [p for p in absent if secrets.offered(p, ctx.options.from_env)]
+        required = [p for p in secrets.PARAMETERS if not p.optional]
+        have = len(required) - sum(1 for p in absent if not p.optional)
+        unset = "".join(f"; optional {p.name(ctx.stage)} not set ({p.optional}: --from-env with {p.setting}, or "
+                        "aws ssm put-parameter)" for p in absent if p not in missing)
+        change = Change(self.name, f"{have} of {len(required)} SecureStrings under "
+                                   f"{st.parameter_prefix(ctx.stage)}{unset}", detail={"missing": missing})
         for p in missing:
             how = "random value" if p.prompt is None else ("from the environment" if ctx.options.from_env
                                                           else "asked, not echoed")
@@ -283,8 +287,13 @@ def _adopt_old_deployment(ctx: Context) -> None:
 # --- chalice deploy -------------------------------------------------------------------------------------------
 
 
+def stage_functions(ctx: Context) -> dict[str, str]:
+    """The functions chalice deploys for this stage (`whatsapp_eum` only when its config names the topic)."""
+    return st.function_names(ctx.stage, st.has_eum(st.template_config(ctx.project_dir or st.PROJECT_DIR), ctx.stage))
+
+
 def _functions_exist(ctx: Context) -> bool:
-    for function in st.function_names(ctx.stage).values():
+    for function in stage_functions(ctx).values():
         try:
             ctx.clients.lambda_.get_function(FunctionName=function)
         except Exception as e:
@@ -323,8 +332,8 @@ class Chalice:
             return Change(self.name, f"deployed, unchanged since: {url}/")
         what = "the code or config changed" if deployed else "not deployed yet"
         return Change(self.name, f"{url or 'no REST API'} ({what})",
-                      [f"chalice deploy --stage {ctx.stage}: two functions, their roles, the REST API, the "
-                       "daily schedule"], {"digest": digest})
+                      [f"chalice deploy --stage {ctx.stage}: {len(stage_functions(ctx))} functions, their roles, "
+                       "the REST API, the schedules"], {"digest": digest})
 
     def apply(self, ctx: Context, change: Change) -> None:
         output = run_chalice(ctx, "deploy")
@@ -337,8 +346,9 @@ class Chalice:
 # --- after chalice: logs, throttling, concurrency -------------------------------------------------------------
 
 
-def log_groups(stage: str) -> list[str]:
-    return [f"/aws/lambda/{name}" for name in st.function_names(stage).values()]
+def log_groups(stage: str, eum: bool = False) -> list[str]:
+    """The functions' log groups: the webhook's first, the daily ETL's second."""
+    return [f"/aws/lambda/{name}" for name in st.function_names(stage, eum).values()]
 
 
 class LogRetention:
@@ -346,8 +356,8 @@ class LogRetention:
 
     def check(self, ctx: Context) -> Change:
         days = st.log_retention_days(st.template_config(ctx.project_dir or st.PROJECT_DIR))
-        change = Change(self.name, f"{days} days for both functions' logs", detail={"days": days, "groups": []})
-        for group in log_groups(ctx.stage):
+        change = Change(self.name, f"{days} days for every function's logs", detail={"days": days, "groups": []})
+        for group in [f"/aws/lambda/{name}" for name in stage_functions(ctx).values()]:
             found = [g for g in ctx.clients.logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups", [])
                      if g["logGroupName"] == group]
             if not found:

@@ -79,7 +79,7 @@ class LogsOff:
     name = "logs"
 
     def check(self, ctx: Context) -> Change:
-        found = [g for g in log_groups(ctx.stage)
+        found = [g for g in log_groups(ctx.stage, eum=True)  # whatever the config says now: only existing ones
                  if any(x["logGroupName"] == g for x in
                         ctx.clients.logs.describe_log_groups(logGroupNamePrefix=g).get("logGroups", []))]
         return Change(self.name, f"{len(found)} log groups", [f"delete {g}" for g in found], {"groups": found})

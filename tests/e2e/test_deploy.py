@@ -275,6 +275,12 @@ def test_media_capture_reads_raw_writes_only_media_and_reads_only_its_tokens(sta
                                  "Resource": [table, raw]},
         "WriteMediaAndMediaTable": {"Sid": "WriteMediaAndMediaTable", "Effect": "Allow",
                                     "Action": ["s3:AbortMultipartUpload", "s3:PutObject"], "Resource": [table, media]},
+        # End User Messaging Social copies a file to media/_staging/ (with this role's PutObject on media/*);
+        # capture reads it back and deletes it, and may ask the service for the media of any phone number
+        "StagedEumMedia": {"Sid": "StagedEumMedia", "Effect": "Allow", "Action": ["s3:DeleteObject", "s3:GetObject"],
+                           "Resource": [f"arn:aws:s3:::{bucket}/{layout.MEDIA_STAGING_PREFIX}*"]},
+        "GetEumMedia": {"Sid": "GetEumMedia", "Effect": "Allow", "Action": ["social-messaging:GetWhatsAppMessageMedia"],
+                        "Resource": ["arn:aws:social-messaging:*:*:phone-number-id/*"]},
         "ReadMediaTokens": {"Sid": "ReadMediaTokens", "Effect": "Allow", "Action": ["ssm:GetParameter"],
                             "Resource": sorted([*tokens, param_arn(f"/chatlake/{stage}/pii-salt")])},
         "OwnLogs": {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS,

@@ -25,6 +25,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,14 @@ def secret_values(ssm: Any, stage: str) -> list[str]:
 
 
 @pytest.mark.parametrize("stage", st.STAGES)
-def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, capsys, caplog, tmp_path):
+def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, capsys, caplog, tmp_path,
+                                                monkeypatch):
+    # prod is given the media function's optional WhatsApp access token, dev is not
+    wa_token = "EAAGm0PX4ZCpsBAMZ0dummyMediaToken0123456789" if stage == "prod" else None
+    if wa_token:
+        monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN", wa_token)
+    else:
+        monkeypatch.delenv("WHATSAPP_ACCESS_TOKEN", raising=False)
     caplog.set_level(logging.INFO)  # botocore logs request parameters at DEBUG: its own debug mode, not ours
     caplog.set_level(logging.DEBUG, logger="chatlake")
     s3, ssm, lambda_, logs, apigateway, athena = (aws[n] for n in ("s3", "ssm", "lambda", "logs", "apigateway",
@@ -242,6 +250,10 @@ def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, 
     assert code == 0, out
     assert f"bucket {bucket}" in out and f"create bucket {bucket} in {REGION}" in out
     assert f"put /chatlake/{stage}/whatsapp-app-secret (from the environment)" in out
+    if wa_token:
+        assert f"put /chatlake/{stage}/whatsapp-access-token (from the environment)" in out
+    else:
+        assert f"optional /chatlake/{stage}/whatsapp-access-token not set (WhatsApp webhook media" in out
     assert "publish pyarrow 20.0.0" in out and f"chalice deploy --stage {stage}" in out
     assert "planned; run without --dry-run" in out
     assert s3.list_buckets()["Buckets"] == []
@@ -259,8 +271,9 @@ def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, 
     assert versioning == "Enabled" and all(block.values())
     assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     params = {p["Name"]: p["Type"] for p in ssm.describe_parameters()["Parameters"]}
-    assert params == {f"/chatlake/{stage}/{leaf}": "SecureString" for leaf in
-                      ("telegram-secret-token", "whatsapp-verify-token", "whatsapp-app-secret", "telegram-bot-token")}
+    leaves = ("telegram-secret-token", "whatsapp-verify-token", "whatsapp-app-secret", "telegram-bot-token",
+              *(("whatsapp-access-token",) if wa_token else ()))
+    assert params == {f"/chatlake/{stage}/{leaf}": "SecureString" for leaf in leaves}
     app_secret = ssm.get_parameter(Name=f"/chatlake/{stage}/whatsapp-app-secret", WithDecryption=True)
     assert app_secret["Parameter"]["Value"] == APP_SECRET
 
@@ -338,7 +351,7 @@ def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, 
 
     # no secret in any subprocess's argv or environment, in any output, or in a log record
     values = secret_values(ssm, stage)
-    assert len(values) == 4
+    assert len(values) == len(leaves) and (wa_token is None or wa_token in values)
     for argv, environ in spawned:
         for value in values:
             assert not any(value in arg for arg in argv)
@@ -440,3 +453,38 @@ def test_pip_builds_the_layer_without_any_secret_in_its_environment(monkeypatch,
     assert "pyarrow==20.0.0" in cmd and env["AWS_DEFAULT_REGION"] == REGION
     assert "TELEGRAM_BOT_TOKEN" not in env and "WHATSAPP_APP_SECRET" not in env
     assert not any(BOT_TOKEN in v or APP_SECRET in v for v in [*cmd, *env.values()])
+
+
+@pytest.mark.parametrize("topic", [None, "chatlake-whatsapp-events"])
+def test_the_eum_function_is_checked_logged_and_removed_when_the_stage_names_a_topic(aws, topic, tmp_path):
+    """deploy's log retention and doctor know `chatlake-<stage>-whatsapp_eum` exactly when the stage's config sets
+    WHATSAPP_EUM_TOPIC (chalice deploys it then); destroy removes its log group whatever the config says now."""
+    from chalicelib import settings
+    from chatlake.deploy import doctor, teardown
+    from chatlake.deploy.plan import Clients, Context
+
+    config = st.template_config()
+    if topic:
+        config["stages"]["dev"]["environment_variables"]["WHATSAPP_EUM_TOPIC"] = topic
+    (tmp_path / "project" / ".chalice").mkdir(parents=True)
+    (tmp_path / "project" / ".chalice" / "config.json").write_text(json.dumps(config))
+    bucket = f"chatlake-dev-{ACCOUNT}-{REGION}"
+    ctx = Context("dev", st.StageState("dev", REGION, ACCOUNT, bucket), st.paths("dev", tmp_path / ".deploy"),
+                  Clients(boto3.session.Session(region_name=REGION)), settings.load({}),
+                  project_dir=tmp_path / "project")
+    group = "/aws/lambda/chatlake-dev-whatsapp_eum"
+
+    planned = deploy_steps.LogRetention().check(ctx).actions
+    assert (f"create {group}, keep 30 days" in planned) == bool(topic)
+    assert "create /aws/lambda/chatlake-dev-intraday_etl, keep 30 days" in planned
+    found = {f.check: f for f in doctor.checks(ctx, datetime.now(UTC))}
+    assert ("function whatsapp_eum" in found) == bool(topic)
+    if topic:  # not deployed here: doctor says so and how to fix it
+        eum = found["function whatsapp_eum"]
+        assert not eum.ok and "chatlake-dev-whatsapp_eum" in eum.detail and eum.fix == "chatlake deploy --stage dev"
+
+    aws["logs"].create_log_group(logGroupName=group)  # deployed while the config named a topic
+    change = teardown.LogsOff().check(ctx)
+    assert f"delete {group}" in change.actions
+    teardown.LogsOff().apply(ctx, change)
+    assert aws["logs"].describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
