@@ -34,7 +34,7 @@ from typing import Any
 
 from chalicelib import eum, layout, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
-from chalicelib.storage import NotFound, Storage, StorageError
+from chalicelib.storage import NotFound, Storage, StorageError, side_by_side
 from chalicelib.values import decode
 
 log = logging.getLogger("chatlake.etl")
@@ -164,13 +164,22 @@ class RawListing:
 
 def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None = None) -> RawListing:
     """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it)."""
-    if cache is not None and day in cache:
-        return cache[day]
-    listing = RawListing(day, tuple((source, key) for source in layout.RAW_SOURCES
-                                    for key in storage.keys(layout.raw_prefix(source, day)) if key.endswith(".json")))
-    if cache is not None:
-        cache[day] = listing
-    return listing
+    return list_raws(storage, [day], cache)[0]
+
+
+def list_raws(storage: Storage, days: list[date], cache: dict[date, RawListing] | None = None) -> list[RawListing]:
+    """Several days' raw listings, every (day, source) prefix listed side by side: on S3 a listing is pages one
+    after another, but listings of different prefixes wait together."""
+    cache = {} if cache is None else cache
+    pairs = [(d, source) for d in dict.fromkeys(days) if d not in cache for source in layout.RAW_SOURCES]
+
+    def keys(pair: tuple[date, str]) -> list[str]:
+        return [k for k in storage.keys(layout.raw_prefix(pair[1], pair[0])) if k.endswith(".json")]
+
+    found = dict(zip(pairs, side_by_side(storage, keys, pairs), strict=True))
+    for d in dict.fromkeys(d for d, _ in pairs):
+        cache[d] = RawListing(d, tuple((source, key) for source in layout.RAW_SOURCES for key in found[d, source]))
+    return [cache[d] for d in days]
 
 
 def pii_mark(pii_salt: str | None) -> str:
@@ -298,29 +307,29 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
     messages: set[tuple] = set()
     statuses: set[tuple] = set()
     depends: dict[str, str] = {}
-    stored_files: dict[int, tuple[set, set] | None] = {}
-    if provisional and window:  # one small GET per earlier day, side by side
-        with ThreadPoolExecutor(min(window, max(1, storage.parallel_reads))) as pool:
-            found_all = pool.map(lambda back: read_versions(storage, RawListing(day - timedelta(days=back), ()), mark,
-                                                            any_listing=True), range(window, 0, -1))
-            stored_files = dict(zip(range(window, 0, -1), found_all, strict=True))
-    for back in range(window, 0, -1):
-        if provisional:
-            stored = stored_files[back]
-            if stored is not None:
-                messages |= stored[0]
-                statuses |= stored[1]
+    days = [day - timedelta(days=back) for back in range(window, 0, -1)]
+    # The independent requests side by side (on S3 each waits a round trip): the stored versions files of an
+    # intraday run, then the listings still needed, then the versions files to check against them.
+    stored: list[tuple[set, set] | None] = [None] * len(days)
+    if provisional:
+        stored = side_by_side(storage, lambda d: read_versions(storage, RawListing(d, ()), mark, any_listing=True),
+                              days)
+    need = [d for d, found in zip(days, stored, strict=True) if found is None]
+    listed = dict(zip(need, list_raws(storage, need, listings), strict=True))
+    checked = dict(zip(need, side_by_side(storage, lambda d: read_versions(storage, listed[d], mark)
+                                          if listed[d].objects else None, need), strict=True))
+    for d, found in zip(days, stored, strict=True):
+        if found is None:
+            listing = listed[d]
+            depends[d.isoformat()] = listing.digest
+            if not listing.objects:
                 continue
-        listing = list_raw(storage, day - timedelta(days=back), listings)
-        depends[listing.day.isoformat()] = listing.digest
-        if not listing.objects:
-            continue
-        found = read_versions(storage, listing, mark)
-        if found is None:  # never run, raw changed since, or damaged: the raw layer is the truth
-            log.info("reading %s's raw data for the duplicate check of %s", listing.day, day)
-            rows = read_day(storage, listing, pii_salt)
-            store_versions(storage, rows, mark, warnings)
-            found = set(rows.messages), set(rows.statuses)
+            found = checked[d]
+            if found is None:  # never run, raw changed since, or damaged: the raw layer is the truth
+                log.info("reading %s's raw data for the duplicate check of %s", listing.day, day)
+                rows = read_day(storage, listing, pii_salt)
+                store_versions(storage, rows, mark, warnings)
+                found = set(rows.messages), set(rows.statuses)
         messages |= found[0]
         statuses |= found[1]
     return messages, statuses, depends
