@@ -372,16 +372,16 @@ def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dic
                warnings: list[str]) -> None:
     """Replace the day's tables as a whole: on a failure put back what was there; if even that fails (or the run
     is killed) the day has no commit record and shows as behind until a run completes."""
-    previous: dict[str, bytes | None] = {}
-    for table in files:
+    def current(key: str) -> bytes | None:
         try:
-            previous[table] = storage.get(layout.part_key(table, day))
+            return storage.get(key)
         except NotFound:
-            previous[table] = None
-    try:
-        old_record: bytes | None = storage.get(layout.commit_key(day))
-    except NotFound:
-        old_record = None
+            return None
+
+    # what is there now, read side by side (one round trip on S3)
+    *before, old_record = side_by_side(storage, current, [*(layout.part_key(t, day) for t in files),
+                                                          layout.commit_key(day)])
+    previous: dict[str, bytes | None] = dict(zip(files, before, strict=True))
     storage.delete(layout.commit_key(day))
     written: list[str] = []
     try:
@@ -392,13 +392,18 @@ def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dic
     except Exception:
         _roll_back(storage, day, previous, written, old_record)
         raise
-    for table in files:  # files of older versions or of a crash: after the commit, never before
-        for key in list(storage.keys(layout.enriched_prefix(table, day))):
-            if key != layout.part_key(table, day) and not layout.is_import_file(key):
-                try:
-                    storage.delete(key)
-                except StorageError as e:
-                    warnings.append(f"could not remove {key} ({e}): queries may count its rows twice; re-run {day}")
+    # files of older versions, of intraday runs or of a crash: after the commit, never before (side by side)
+    listed = side_by_side(storage, lambda t: list(storage.keys(layout.enriched_prefix(t, day))), list(files))
+    stale = [key for table, keys in zip(files, listed, strict=True) for key in keys
+             if key != layout.part_key(table, day) and not layout.is_import_file(key)]
+
+    def remove(key: str) -> None:
+        try:
+            storage.delete(key)
+        except StorageError as e:
+            warnings.append(f"could not remove {key} ({e}): queries may count its rows twice; re-run {day}")
+
+    side_by_side(storage, remove, stale)
 
 
 def _roll_back(storage: Storage, day: date, previous: dict[str, bytes | None], written: list[str],
