@@ -347,8 +347,8 @@ def to_parquet(table: str, rows: list[Any], metadata: dict[str, str] | None = No
 
     schema = arrow_schema(table)
     names = list(COLUMNS[table])
-    columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)
-    arrays = [pa.array(list(values), type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
+    columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)  # tuples per column
+    arrays = [pa.array(values, type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
     data = pa.Table.from_arrays(arrays, schema=schema)
     if sort and len(rows) > 1:
         data = data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])

@@ -64,7 +64,13 @@ class Storage(Protocol):
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_CHUNK = 1 << 16
+
+
 def _check_key(key: str) -> str:
+    if key and key[0] not in "/." and key[-1] != "/" and "//" not in key and "/." not in key:
+        return key  # the common case, without splitting: no empty part, and no part starting with a dot
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"invalid storage key: {key!r}")
@@ -110,13 +116,21 @@ class FolderStorage:
 
     def get(self, key: str) -> bytes:
         path = self._prefix + _check_key(key)  # a plain string: this runs once per delivery in the ETL
+        # os.open/os.read, not open(): a buffered file object costs an fstat, an isatty and a seek per file, as
+        # much as the read itself for a 1 kB delivery (the ETL reads 100k of them)
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            fd = os.open(path, _READ)
+            try:
+                chunks = []
+                while chunk := os.read(fd, _CHUNK):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             raise NotFound(key) from None
         except OSError as e:
             raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def keys(self, prefix: str) -> Iterator[str]:
         folder, _, start = prefix.rpartition("/")
