@@ -244,13 +244,15 @@ def versions_file(rows: DayRows, mark: str) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    m, s = list(rows.messages), list(rows.statuses)
+    # the key tuples transposed into columns in C (zip), not one comprehension per column
+    source, mid, at, mkind = zip(*rows.messages, strict=True) if rows.messages else ((), (), (), ())
+    sid, skind = zip(*rows.statuses, strict=True) if rows.statuses else ((), ())
     data = pa.table({
-        "table": pa.array(["messages"] * len(m) + ["statuses"] * len(s), pa.string()),
-        "source": pa.array([k[0] for k in m] + [None] * len(s), pa.string()),
-        "id": pa.array([k[1] for k in m] + [k[0] for k in s], pa.string()),
-        "at": pa.array([k[2] for k in m] + [None] * len(s), pa.int64()),
-        "kind": pa.array([k[3] for k in m] + [k[1] for k in s], pa.string()),
+        "table": pa.array(["messages"] * len(mid) + ["statuses"] * len(sid), pa.string()),
+        "source": pa.array(source + (None,) * len(sid), pa.string()),
+        "id": pa.array(mid + sid, pa.string()),
+        "at": pa.array(at + (None,) * len(sid), pa.int64()),
+        "kind": pa.array(mkind + skind, pa.string()),
     }).replace_schema_metadata({"raw_digest": rows.listing.digest, "pii": mark, "format": str(COMMIT_FORMAT)})
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)  # damage is found, not believed

@@ -8,7 +8,6 @@ never a row twice. The run id sorts by the time the run started, so the folder's
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,12 +60,12 @@ class Manifest:
                 for source, names in self.consumed.items() for name in names}
 
     def to_json(self) -> bytes:
-        return json.dumps({
+        return orjson.dumps({  # compact, keys sorted; fast for a full run's 100k names
             "format": MANIFEST_FORMAT, "run": self.run, "kind": self.kind, "day": self.day.isoformat(),
             "started_at": self.started_at, "finished_at": self.finished_at, "seconds": round(self.seconds, 3),
             "deliveries": self.deliveries, "rows": self.rows, "files": self.files,
             "newest_raw_at": self.newest_raw_at, "oldest_raw_at": self.oldest_raw_at, "consumed": self.consumed,
-        }, separators=(",", ":"), sort_keys=True).encode()
+        }, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
