@@ -34,7 +34,7 @@ from typing import Any
 
 from chalicelib import erasure, eum, layout, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
-from chalicelib.storage import NotFound, Storage, StorageError
+from chalicelib.storage import NotFound, Storage, StorageError, side_by_side
 from chalicelib.values import decode
 
 log = logging.getLogger("chatlake.etl")
@@ -164,13 +164,22 @@ class RawListing:
 
 def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None = None) -> RawListing:
     """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it)."""
-    if cache is not None and day in cache:
-        return cache[day]
-    listing = RawListing(day, tuple((source, key) for source in layout.RAW_SOURCES
-                                    for key in storage.keys(layout.raw_prefix(source, day)) if key.endswith(".json")))
-    if cache is not None:
-        cache[day] = listing
-    return listing
+    return list_raws(storage, [day], cache)[0]
+
+
+def list_raws(storage: Storage, days: list[date], cache: dict[date, RawListing] | None = None) -> list[RawListing]:
+    """Several days' raw listings, every (day, source) prefix listed side by side: on S3 a listing is pages one
+    after another, but listings of different prefixes wait together."""
+    cache = {} if cache is None else cache
+    pairs = [(d, source) for d in dict.fromkeys(days) if d not in cache for source in layout.RAW_SOURCES]
+
+    def keys(pair: tuple[date, str]) -> list[str]:
+        return [k for k in storage.keys(layout.raw_prefix(pair[1], pair[0])) if k.endswith(".json")]
+
+    found = dict(zip(pairs, side_by_side(storage, keys, pairs), strict=True))
+    for d in dict.fromkeys(d for d, _ in pairs):
+        cache[d] = RawListing(d, tuple((source, key) for source in layout.RAW_SOURCES for key in found[d, source]))
+    return [cache[d] for d in days]
 
 
 def pii_mark(pii_salt: str | None) -> str:
@@ -241,13 +250,15 @@ def versions_file(rows: DayRows, mark: str) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    m, s = list(rows.messages), list(rows.statuses)
+    # the key tuples transposed into columns in C (zip), not one comprehension per column
+    source, mid, at, mkind = zip(*rows.messages, strict=True) if rows.messages else ((), (), (), ())
+    sid, skind = zip(*rows.statuses, strict=True) if rows.statuses else ((), ())
     data = pa.table({
-        "table": pa.array(["messages"] * len(m) + ["statuses"] * len(s), pa.string()),
-        "source": pa.array([k[0] for k in m] + [None] * len(s), pa.string()),
-        "id": pa.array([k[1] for k in m] + [k[0] for k in s], pa.string()),
-        "at": pa.array([k[2] for k in m] + [None] * len(s), pa.int64()),
-        "kind": pa.array([k[3] for k in m] + [k[1] for k in s], pa.string()),
+        "table": pa.array(["messages"] * len(mid) + ["statuses"] * len(sid), pa.string()),
+        "source": pa.array(source + (None,) * len(sid), pa.string()),
+        "id": pa.array(mid + sid, pa.string()),
+        "at": pa.array(at + (None,) * len(sid), pa.int64()),
+        "kind": pa.array(mkind + skind, pa.string()),
     }).replace_schema_metadata({"raw_digest": rows.listing.digest, "pii": mark, "format": str(COMMIT_FORMAT)})
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)  # damage is found, not believed
@@ -306,29 +317,29 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
     messages: set[tuple] = set()
     statuses: set[tuple] = set()
     depends: dict[str, str] = {}
-    stored_files: dict[int, tuple[set, set] | None] = {}
-    if provisional and window:  # one small GET per earlier day, side by side
-        with ThreadPoolExecutor(min(window, max(1, storage.parallel_reads))) as pool:
-            found_all = pool.map(lambda back: read_versions(storage, RawListing(day - timedelta(days=back), ()), mark,
-                                                            any_listing=True), range(window, 0, -1))
-            stored_files = dict(zip(range(window, 0, -1), found_all, strict=True))
-    for back in range(window, 0, -1):
-        if provisional:
-            stored = stored_files[back]
-            if stored is not None:
-                messages |= stored[0]
-                statuses |= stored[1]
+    days = [day - timedelta(days=back) for back in range(window, 0, -1)]
+    # The independent requests side by side (on S3 each waits a round trip): the stored versions files of an
+    # intraday run, then the listings still needed, then the versions files to check against them.
+    stored: list[tuple[set, set] | None] = [None] * len(days)
+    if provisional:
+        stored = side_by_side(storage, lambda d: read_versions(storage, RawListing(d, ()), mark, any_listing=True),
+                              days)
+    need = [d for d, found in zip(days, stored, strict=True) if found is None]
+    listed = dict(zip(need, list_raws(storage, need, listings), strict=True))
+    checked = dict(zip(need, side_by_side(storage, lambda d: read_versions(storage, listed[d], mark), need),
+                       strict=True))
+    for d, found in zip(days, stored, strict=True):
+        if found is None:
+            listing = listed[d]
+            depends[d.isoformat()] = listing.digest
+            found = checked[d]
+            if found is None and not listing.objects:  # no raw: nothing, or what an expired day left
                 continue
-        listing = list_raw(storage, day - timedelta(days=back), listings)
-        depends[listing.day.isoformat()] = listing.digest
-        found = read_versions(storage, listing, mark)
-        if found is None and not listing.objects:  # no raw: nothing, or what an expired day left
-            continue
-        if found is None:  # never run, raw changed since, or damaged: the raw layer is the truth
-            log.info("reading %s's raw data for the duplicate check of %s", listing.day, day)
-            rows = read_day(storage, listing, pii_salt, deny=deny)
-            store_versions(storage, rows, mark, warnings)
-            found = set(rows.messages), set(rows.statuses)
+            if found is None:  # never run, raw changed since, or damaged: the raw layer is the truth
+                log.info("reading %s's raw data for the duplicate check of %s", listing.day, day)
+                rows = read_day(storage, listing, pii_salt, deny=deny)
+                store_versions(storage, rows, mark, warnings)
+                found = set(rows.messages), set(rows.statuses)
         messages |= found[0]
         statuses |= found[1]
     return messages, statuses, depends
@@ -346,8 +357,8 @@ def to_parquet(table: str, rows: list[Any], metadata: dict[str, str] | None = No
 
     schema = arrow_schema(table)
     names = list(COLUMNS[table])
-    columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)
-    arrays = [pa.array(list(values), type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
+    columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)  # tuples per column
+    arrays = [pa.array(values, type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
     data = pa.Table.from_arrays(arrays, schema=schema)
     if sort and len(rows) > 1:
         data = data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
@@ -371,16 +382,16 @@ def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dic
                warnings: list[str]) -> None:
     """Replace the day's tables as a whole: on a failure put back what was there; if even that fails (or the run
     is killed) the day has no commit record and shows as behind until a run completes."""
-    previous: dict[str, bytes | None] = {}
-    for table in files:
+    def current(key: str) -> bytes | None:
         try:
-            previous[table] = storage.get(layout.part_key(table, day))
+            return storage.get(key)
         except NotFound:
-            previous[table] = None
-    try:
-        old_record: bytes | None = storage.get(layout.commit_key(day))
-    except NotFound:
-        old_record = None
+            return None
+
+    # what is there now, read side by side (one round trip on S3)
+    *before, old_record = side_by_side(storage, current, [*(layout.part_key(t, day) for t in files),
+                                                          layout.commit_key(day)])
+    previous: dict[str, bytes | None] = dict(zip(files, before, strict=True))
     storage.delete(layout.commit_key(day))
     written: list[str] = []
     try:
@@ -391,13 +402,18 @@ def commit_day(storage: Storage, day: date, files: dict[str, bytes], record: dic
     except Exception:
         _roll_back(storage, day, previous, written, old_record)
         raise
-    for table in files:  # files of older versions or of a crash: after the commit, never before
-        for key in list(storage.keys(layout.enriched_prefix(table, day))):
-            if key != layout.part_key(table, day) and not layout.is_import_file(key):
-                try:
-                    storage.delete(key)
-                except StorageError as e:
-                    warnings.append(f"could not remove {key} ({e}): queries may count its rows twice; re-run {day}")
+    # files of older versions, of intraday runs or of a crash: after the commit, never before (side by side)
+    listed = side_by_side(storage, lambda t: list(storage.keys(layout.enriched_prefix(t, day))), list(files))
+    stale = [key for table, keys in zip(files, listed, strict=True) for key in keys
+             if key != layout.part_key(table, day) and not layout.is_import_file(key)]
+
+    def remove(key: str) -> None:
+        try:
+            storage.delete(key)
+        except StorageError as e:
+            warnings.append(f"could not remove {key} ({e}): queries may count its rows twice; re-run {day}")
+
+    side_by_side(storage, remove, stale)
 
 
 def _roll_back(storage: Storage, day: date, previous: dict[str, bytes | None], written: list[str],

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import UTC, date, datetime
+from itertools import starmap
 from typing import Any
 
 from chalicelib import erasure, etl, layout, runlog
 from chalicelib.schema import Message, Reject, Status
-from chalicelib.storage import NotFound, Storage
+from chalicelib.storage import NotFound, Storage, side_by_side
 
 _ROW_TYPES = {"messages": Message, "statuses": Status, "rejects": Reject}
 _RANGE = 16 ** 4
@@ -37,8 +40,6 @@ def share_of(key: str, shares: int) -> int:
 
 def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: str | None = None) -> int:
     """One worker: parse share `index` of `shares` and store its rows; returns how many deliveries it read."""
-    import pyarrow.parquet as pq
-
     if not 0 <= index < shares <= _RANGE:
         raise ValueError(f"share {index} of {shares} does not exist")
     listing = etl.list_raw(storage, day)
@@ -48,16 +49,14 @@ def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: st
              "deliveries": str(len(mine.objects))}
     tables = {"messages": list(rows.messages.values()), "statuses": list(rows.statuses.values()),
               "rejects": rows.rejects}
-    for table, table_rows in tables.items():
-        data = pq.read_table(io.BytesIO(etl.to_parquet(table, table_rows, sort=False)))
-        buffer = io.BytesIO()
-        pq.write_table(data.replace_schema_metadata(label), buffer, compression="zstd")
-        storage.put(layout.share_key(day, shares, index, table), buffer.getvalue())
+    side_by_side(storage, lambda table: storage.put(layout.share_key(day, shares, index, table),
+                                                    etl.to_parquet(table, tables[table], label, sort=False)),
+                 list(tables))
     return len(mine.objects)
 
 
-def _read_share(storage: Storage, day: date, shares: int, index: int, table: str,
-                listing: etl.RawListing, mark: str) -> tuple[list[Any], int]:
+def _read_share(storage: Storage, day: date, shares: int, index: int, table: str) -> tuple[list[Any], dict[str, str]]:
+    """A share's rows of one table, and its label."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -67,18 +66,14 @@ def _read_share(storage: Storage, day: date, shares: int, index: int, table: str
     except NotFound:
         raise ShareError(f"share {index} of {shares} of {day} is missing ({key}): run its worker") from None
     meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
-    if (meta.get("raw_digest"), meta.get("pii")) != (listing.digest, mark):
-        raise ShareError(f"share {index} of {shares} of {day} was made from other raw data or PII settings: "
-                         "run the workers again")
-    columns = {}
-    for name in data.column_names:
-        column = data.column(name)
+    columns = []
+    row_type = _ROW_TYPES[table]
+    for f in fields(row_type):  # in the dataclass's order: rows are built positionally (100k of them)
+        column = data.column(f.name)
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.int64())  # rows carry ms since the epoch, as the parsers give them
-        columns[name] = column.to_pylist()
-    row_type = _ROW_TYPES[table]
-    rows = [row_type(**dict(zip(columns, values, strict=True))) for values in zip(*columns.values(), strict=True)]
-    return rows, int(meta.get("duplicates", "0"))
+        columns.append(column.to_pylist())
+    return list(starmap(row_type, zip(*columns, strict=True))), meta
 
 
 def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None, *,
@@ -86,16 +81,21 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
     """The final step: the shares → the day's files, as one full run (then the shares are removed)."""
     started, started_at = time.perf_counter(), datetime.now(UTC)
     listings: dict[date, etl.RawListing] = {}
-    listing = etl.list_raw(storage, day, listings)
     mark = etl.pii_mark(pii_salt)
-    merged = etl.DayRows(listing)
     found: dict[str, list[Any]] = {"messages": [], "statuses": [], "rejects": []}
-    for index in range(shares):
-        for table in found:
-            rows, duplicates = _read_share(storage, day, shares, index, table, listing, mark)
-            found[table] += rows
-            if table == "messages":
-                merged.duplicates += duplicates
+    parts = [(index, table) for index in range(shares) for table in found]
+    with ThreadPoolExecutor(1, thread_name_prefix="merge-list") as pool:  # the day's listing while shares are read
+        listed = pool.submit(etl.list_raw, storage, day, listings)
+        read = side_by_side(storage, lambda part: _read_share(storage, day, shares, *part), parts)
+        listing = listed.result()
+    merged = etl.DayRows(listing)
+    for (index, table), (rows, meta) in zip(parts, read, strict=True):  # in share order
+        if (meta.get("raw_digest"), meta.get("pii")) != (listing.digest, mark):
+            raise ShareError(f"share {index} of {shares} of {day} was made from other raw data or PII settings: "
+                             "run the workers again")
+        found[table] += rows
+        if table == "messages":
+            merged.duplicates += int(meta.get("duplicates", "0"))
     # a single run keeps the copy of the first raw key in key order: so does the merge (sorts are stable)
     for m in sorted(found["messages"], key=lambda r: r.raw_key):
         k = etl.version_key(m)
@@ -111,6 +111,5 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
             merged.statuses[k] = s
     merged.rejects = found["rejects"]
     result = etl.finish_day(storage, merged, pii_salt, window, listings, started, started_at)
-    for key in list(storage.keys(layout.share_prefix(day, shares))):
-        storage.delete(key)
+    side_by_side(storage, storage.delete, list(storage.keys(layout.share_prefix(day, shares))))
     return result

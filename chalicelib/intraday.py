@@ -20,16 +20,21 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib import erasure, etl, layout, runlog
-from chalicelib.storage import ObjectInfo, Storage
+from chalicelib.storage import ObjectInfo, Storage, side_by_side
 
 log = logging.getLogger("chatlake.intraday")
 
+# What `visible_files` reads of each table, and the id column `visible_keys` filters on.
+_KEY_COLUMNS = {"messages": ["source", "message_id", "edited_at", "message_type"],
+                "statuses": ["message_id", "status"], "rejects": ["raw_key"]}
+_ID_COLUMN = {"messages": "message_id", "statuses": "message_id", "rejects": "raw_key"}
 RESULT_COLUMNS = ["day", "deliveries", "messages", "statuses", "rejects", "duplicates", "lag_seconds", "seconds"]
 
 
@@ -62,53 +67,75 @@ class RefreshResult:
 
 
 def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
-    """The day's raw deliveries with their receive times (an S3 listing carries them; a folder stats each)."""
-    return [(source, o) for source in layout.RAW_SOURCES for o in storage.list(layout.raw_prefix(source, day))
-            if o.key.endswith(".json")]
+    """The day's raw deliveries with their receive times (an S3 listing carries them; a folder stats each); the
+    sources are listed side by side."""
+    listed = side_by_side(storage, lambda source: [o for o in storage.list(layout.raw_prefix(source, day))
+                                                   if o.key.endswith(".json")], layout.RAW_SOURCES)
+    return [(source, o) for source, objects in zip(layout.RAW_SOURCES, listed, strict=True) for o in objects]
 
 
-def new_objects(storage: Storage, day: date, consumed: dict[str, set[str]]) -> list[tuple[str, ObjectInfo]]:
-    """The day's raw deliveries no run consumed, with their receive times. A backend that can give the times of
-    a few objects (a folder) lists names only and stats the new ones; S3's listing has them anyway."""
+def new_objects(storage: Storage, day: date,
+                consumed: Callable[[], dict[str, set[str]]]) -> list[tuple[str, ObjectInfo]]:
+    """The day's raw deliveries no run consumed, with their receive times; `consumed` is asked once the day is
+    listed (the caller reads the run manifests meanwhile). A backend that can give the times of a few objects (a
+    folder) lists names only and stats the new ones; S3's listing has them anyway."""
     mtimes = getattr(storage, "mtimes", None)
     if mtimes is None:
-        return [(s, o) for s, o in raw_objects(storage, day) if runlog.raw_name(o.key) not in consumed.get(s, ())]
-    new = [(source, key) for source in layout.RAW_SOURCES for key in storage.keys(layout.raw_prefix(source, day))
-           if key.endswith(".json") and runlog.raw_name(key) not in consumed.get(source, ())]
+        listed = raw_objects(storage, day)
+        seen = consumed()
+        return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())]
+    listed = [(source, list(storage.keys(layout.raw_prefix(source, day)))) for source in layout.RAW_SOURCES]
+    seen = consumed()
+    new = []
+    for source, keys in listed:  # 100k names a day: a slice, not a call, per name
+        cut, names = len(layout.raw_prefix(source, day)), seen.get(source, ())
+        new += [(source, key) for key in keys if key.endswith(".json") and key[cut:-5] not in names]
     times = mtimes([k for _, k in new])
     return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times]
 
 
-def visible_keys(storage: Storage, day: date, rows: etl.DayRows) -> tuple[set[tuple], set[tuple], set[str]]:
-    """Which of `rows`' version keys, status keys and rejected raw keys are already in the day's ETL files that a
-    query sees now (imports excluded: a full run does not compare against them either). Only key columns are
-    read, and only the rows whose id is among the new ones become Python tuples (a day holds 1M, a run 1%)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def visible_files(storage: Storage, day: date) -> list[tuple[str, Any]]:
+    """The key columns of the day's ETL files that a query sees now, per table (imports excluded: a full run does
+    not compare against them either): the tables' folders listed side by side, then their files read side by side
+    (on S3, two round trips)."""
     import pyarrow.parquet as pq
 
-    def tables(table: str, columns: list[str], column: str, wanted: set[str]) -> Any:
-        if not wanted:
-            return
-        keys = [k for k in storage.keys(layout.enriched_prefix(table, day))
+    def files(table: str) -> list[tuple[str, str]]:
+        return [(table, k) for k in storage.keys(layout.enriched_prefix(table, day))
                 if k.endswith(".parquet") and not layout.is_import_file(k)]
-        value_set = pa.array(sorted(wanted), pa.string())
-        for _, data in etl.read_bodies(storage, keys, storage.parallel_reads):  # one small file per run
-            t = pq.read_table(io.BytesIO(data), columns=columns)
-            yield t.filter(pc.is_in(t.column(column), value_set=value_set))
 
+    def read(item: tuple[str, str]) -> tuple[str, Any]:  # one small file per run, and the full run's
+        table, key = item
+        return table, pq.read_table(io.BytesIO(storage.get(key)), columns=_KEY_COLUMNS[table])
+
+    return side_by_side(storage, read, [f for listed in side_by_side(storage, files, layout.TABLES) for f in listed])
+
+
+def visible_keys(found: list[tuple[str, Any]], rows: etl.DayRows) -> tuple[set[tuple], set[tuple], set[str]]:
+    """Which of `rows`' version keys, status keys and rejected raw keys are in the visible files' key columns
+    (`visible_files`). Only the rows whose id is among the new ones become Python tuples (a day holds 1M, a run
+    1%)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = {"messages": {k[1] for k in rows.messages}, "statuses": {k[0] for k in rows.statuses},
+              "rejects": {r.raw_key for r in rows.rejects}}
+    value_sets = {t: pa.array(sorted(ids), pa.string()) for t, ids in wanted.items() if ids}
     messages: set[tuple] = set()
-    for t in tables("messages", ["source", "message_id", "edited_at", "message_type"], "message_id",
-                    {k[1] for k in rows.messages}):
-        edited = t.column("edited_at").cast(pa.int64()).to_pylist()
-        messages.update(zip(t.column("source").to_pylist(), t.column("message_id").to_pylist(), edited,
-                            t.column("message_type").to_pylist(), strict=True))
     statuses: set[tuple] = set()
-    for t in tables("statuses", ["message_id", "status"], "message_id", {k[0] for k in rows.statuses}):
-        statuses.update(zip(t.column("message_id").to_pylist(), t.column("status").to_pylist(), strict=True))
     rejected: set[str] = set()
-    for t in tables("rejects", ["raw_key"], "raw_key", {r.raw_key for r in rows.rejects}):
-        rejected.update(t.column("raw_key").to_pylist())
+    for table, t in found:
+        if table not in value_sets:
+            continue
+        t = t.filter(pc.is_in(t.column(_ID_COLUMN[table]), value_set=value_sets[table]))
+        if table == "messages":
+            edited = t.column("edited_at").cast(pa.int64()).to_pylist()
+            messages.update(zip(t.column("source").to_pylist(), t.column("message_id").to_pylist(), edited,
+                                t.column("message_type").to_pylist(), strict=True))
+        elif table == "statuses":
+            statuses.update(zip(t.column("message_id").to_pylist(), t.column("status").to_pylist(), strict=True))
+        else:
+            rejected.update(t.column("raw_key").to_pylist())
     return messages, statuses, rejected
 
 
@@ -119,17 +146,23 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
     started = time.perf_counter()
     started_at = now or datetime.now(UTC)
     result = RefreshResult(day)
-    new = new_objects(storage, day, runlog.consumed_names(runlog.read_all(storage, day)))
-    if not new:
-        result.seconds = time.perf_counter() - started
-        return result
-    result.run = runlog.new_run_id("intraday", started_at)
-    listing = etl.RawListing(day, tuple((source, o.key) for source, o in new))
-    deny = erasure.load(storage, pii_salt)
-    rows = etl.read_day(storage, listing, pii_salt, deny=deny)
-    earlier_m, earlier_s, _ = etl.window_versions(storage, day, window, pii_salt, result.warnings,
-                                                  {} if listings is None else listings, deny, provisional=True)
-    visible_m, visible_s, rejected = visible_keys(storage, day, rows)
+    # Independent requests overlap (on S3 each is a round trip or more): the run manifests while the day is
+    # listed; the earlier days' versions and the visible files' key columns while the new deliveries are read.
+    with ThreadPoolExecutor(2, thread_name_prefix="intraday") as pool:
+        manifests = pool.submit(runlog.read_all, storage, day)
+        new = new_objects(storage, day, lambda: runlog.consumed_names(manifests.result()))
+        if not new:
+            result.seconds = time.perf_counter() - started
+            return result
+        result.run = runlog.new_run_id("intraday", started_at)
+        deny = erasure.load(storage, pii_salt)
+        earlier = pool.submit(etl.window_versions, storage, day, window, pii_salt, result.warnings,
+                              {} if listings is None else listings, deny, provisional=True)
+        visible = pool.submit(visible_files, storage, day)
+        rows = etl.read_day(storage, etl.RawListing(day, tuple((source, o.key) for source, o in new)), pii_salt,
+                            deny=deny)
+        earlier_m, earlier_s, _ = earlier.result()
+        visible_m, visible_s, rejected = visible_keys(visible.result(), rows)
     messages = [m for k, m in rows.messages.items() if k not in earlier_m and k not in visible_m]
     statuses = [s for k, s in rows.statuses.items() if k not in earlier_s and k not in visible_s]
     rejects = [r for r in rows.rejects if r.raw_key not in rejected]

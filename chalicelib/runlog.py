@@ -8,12 +8,13 @@ never a row twice. The run id sorts by the time the run started, so the folder's
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+
+import orjson
 
 from chalicelib import layout
 from chalicelib.storage import NotFound, Storage, StorageError
@@ -59,16 +60,16 @@ class Manifest:
                 for source, names in self.consumed.items() for name in names}
 
     def to_json(self) -> bytes:
-        return json.dumps({
+        return orjson.dumps({  # compact, keys sorted; fast for a full run's 100k names
             "format": MANIFEST_FORMAT, "run": self.run, "kind": self.kind, "day": self.day.isoformat(),
             "started_at": self.started_at, "finished_at": self.finished_at, "seconds": round(self.seconds, 3),
             "deliveries": self.deliveries, "rows": self.rows, "files": self.files,
             "newest_raw_at": self.newest_raw_at, "oldest_raw_at": self.oldest_raw_at, "consumed": self.consumed,
-        }, separators=(",", ":"), sort_keys=True).encode()
+        }, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
-        d = json.loads(data)
+        d = orjson.loads(data)  # a full run's manifest names every delivery of the day: 6 MB at 100k
         if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
             raise ValueError("not a chatlake run manifest of this format")
         return cls(run=d["run"], kind=d["kind"], day=date.fromisoformat(d["day"]), started_at=d["started_at"],
@@ -115,7 +116,7 @@ def read_all(storage: Storage, day: date) -> list[Manifest]:
             continue
         try:
             out.append(Manifest.from_json(body))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:  # orjson's error is a ValueError
             log.warning("ignoring the damaged run manifest %s (%s): its deliveries will be read again", key, e)
     return out
 

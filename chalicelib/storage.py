@@ -10,14 +10,17 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from chalicelib.settings import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class StorageError(Exception):
@@ -61,7 +64,13 @@ class Storage(Protocol):
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_CHUNK = 1 << 16
+
+
 def _check_key(key: str) -> str:
+    if key and key[0] not in "/." and key[-1] != "/" and "//" not in key and "/." not in key:
+        return key  # the common case, without splitting: no empty part, and no part starting with a dot
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"invalid storage key: {key!r}")
@@ -107,32 +116,48 @@ class FolderStorage:
 
     def get(self, key: str) -> bytes:
         path = self._prefix + _check_key(key)  # a plain string: this runs once per delivery in the ETL
+        # os.open/os.read, not open(): a buffered file object costs an fstat, an isatty and a seek per file, as
+        # much as the read itself for a 1 kB delivery (the ETL reads 100k of them)
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            fd = os.open(path, _READ)
+            try:
+                chunks = []
+                while chunk := os.read(fd, _CHUNK):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             raise NotFound(key) from None
         except OSError as e:
             raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def keys(self, prefix: str) -> Iterator[str]:
         folder, _, start = prefix.rpartition("/")
         base = self._prefix + folder if folder else str(self.root)
         try:
-            with os.scandir(base) as it:
-                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+            with os.scandir(base) as it:  # the entries' types come with the names (no stat)
+                names, folders = [], set()
+                for e in it:
+                    name = e.name
+                    if name.startswith(start) and not name.startswith("."):  # not temp files of writes under way
+                        names.append(name)
+                        if e.is_dir(follow_symlinks=False):
+                            folders.add(name)
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as e:
             raise StorageError(f"cannot list {base}: {e.strerror or e}") from e
-        for name, is_dir in entries:
-            if name.startswith(".") or not name.startswith(start):
-                continue  # temp files of writes in progress, and other names
-            key = f"{folder}/{name}" if folder else name
-            if is_dir:
-                yield from self.keys(key + "/")
+        names.sort()
+        here = f"{folder}/" if folder else ""
+        if not folders:  # a folder of objects (a day's 100k raw deliveries): no per-name branch
+            yield from [here + name for name in names]
+            return
+        for name in names:
+            if name in folders:
+                yield from self.keys(here + name + "/")
             else:
-                yield key
+                yield here + name
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         for key in self.keys(prefix):
@@ -280,3 +305,16 @@ def require_existing(storage: Storage) -> None:
         what = "is not a folder" if storage.root.exists() else "does not exist"
         raise LakeUrlError(f"the data lake {storage.root} {what}: set DATALAKE_URL to your lake, or let the "
                            "webhooks (make run) or chatlake etl create it")
+
+
+def side_by_side(storage: Storage, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`[fn(item) for item in items]`, with up to `storage.parallel_reads` calls at once: independent requests
+    (listings of several prefixes, a few small GETs) wait side by side on S3; a folder runs them in order."""
+    from concurrent.futures import ThreadPoolExecutor  # not on the webhook path, which imports this module
+
+    items = list(items)
+    workers = min(storage.parallel_reads, len(items))
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(workers, thread_name_prefix="lake") as pool:
+        return list(pool.map(fn, items))
