@@ -38,6 +38,7 @@ from chatlake.deploy import layer as pyarrow_layer
 from chatlake.deploy import stage as st
 from chatlake.deploy import steps as deploy_steps
 from chatlake.deploy import telegram_api
+from chatlake.local import fake_platforms
 from tests.conftest import free_port
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -156,12 +157,7 @@ def telegram() -> Iterator[FakeTelegram]:
                 status, reply = 200, {"ok": True, "result": info}
             else:
                 status, reply = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            fake_platforms.FakeBotApi.reply_json(self, status, reply)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -15,6 +15,7 @@ from chalicelib import settings
 from chalicelib.telegram import MESSAGE_KINDS
 from chatlake import cli
 from chatlake.deploy import telegram_api
+from chatlake.local import fake_platforms
 from tests.conftest import free_port
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -54,12 +55,7 @@ def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBotApi]:
             method = self.path.rsplit("/", 1)[-1]
             not_found = (404, {"ok": False, "error_code": 404, "description": "Not Found"})
             status, reply = fake.replies.get(method, not_found)
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            fake_platforms.FakeBotApi.reply_json(self, status, reply)
 
         def log_message(self, *args: Any) -> None:  # keep the test output clean
             pass
