@@ -143,10 +143,13 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
     mark = etl.pii_mark(pii_salt)
     parts = [(index, table) for index in range(shares) for table in TABLES]
     ranges = max(1, storage.parallel_reads // (2 * len(layout.RAW_SOURCES)))  # the rest read the shares meanwhile
-    # the day's listing (its ranges side by side) while the shares are read
+    # the day's listing (its ranges side by side) while the shares are read and merged
     with ThreadPoolExecutor(1, thread_name_prefix="merge-list") as pool:
         listed = pool.submit(etl.list_raw, storage, day, listings, ranges=ranges)
         read = side_by_side(storage, lambda part: _read_share(storage, day, shares, *part), parts)
+        tables = {t: pa.concat_tables([data for (_, table), data in zip(parts, read, strict=True) if table == t])
+                  for t in TABLES}
+        messages, statuses = (_first_copies(t, tables[t]) for t in ("messages", "statuses"))
         listing = listed.result()
     in_share: list[list[str]] = [[] for _ in range(shares)]
     for _, key in listing.objects:
@@ -159,9 +162,6 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
                              "run the workers again")
         if table == "messages":
             duplicates += int(label.get("duplicates", "0"))
-    tables = {t: pa.concat_tables([data for (_, table), data in zip(parts, read, strict=True) if table == t])
-              for t in TABLES}
-    messages, statuses = _first_copies("messages", tables["messages"]), _first_copies("statuses", tables["statuses"])
     # DayRows whose rows are positions in the Arrow tables: finish_day filters them and `_write` takes them
     merged = etl.DayRows(listing, messages.first, statuses.first, list(range(tables["rejects"].num_rows)),
                          duplicates + messages.duplicates + statuses.duplicates)
@@ -169,7 +169,6 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
                             write=lambda table, positions: _write(table, tables[table], positions))
     side_by_side(storage, storage.delete, list(storage.keys(layout.share_prefix(day, shares))))
     return result
-
 
 
 # --- in AWS: the schedule starts the workers, the last worker to land merges ------------------------------------
