@@ -79,6 +79,13 @@ def daily_etl(event: object) -> dict:
     return {"days": [r.as_dict() for r in metrics.reported("daily_etl", runtime.run_daily_etl)]}
 
 
+@app.lambda_function(name="etl_share")
+def etl_share(event: dict, context: object) -> dict:
+    """One worker of a fanned-out day (FANOUT_DELIVERIES): `daily_etl` invokes it asynchronously once per share
+    (InvocationType=Event); it parses its share of the raw keys, and the last share to land merges the day."""
+    return runtime.run_etl_share(event)
+
+
 @app.schedule(Rate(runtime.settings().etl_interval_minutes, unit=Rate.MINUTES), name="intraday_etl")
 def intraday_etl(event: object) -> dict:
     """Today's new raw deliveries → new files beside today's rows, every ETL_INTERVAL_MINUTES (default 15); the

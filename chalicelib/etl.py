@@ -162,24 +162,64 @@ class RawListing:
         return hashlib.sha256("\n".join(k for _, k in self.objects).encode()).hexdigest()
 
 
-def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None = None) -> RawListing:
-    """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it)."""
-    return list_raws(storage, [day], cache)[0]
+def list_raw(storage: Storage, day: date, cache: dict[date, RawListing] | None = None, *,
+             ranges: int = 1) -> RawListing:
+    """The day's raw listing (memoised in `cache` for one command: past days' raw data does not change under it).
+    `ranges` > 1 lists each source as that many ranges of names side by side (a day known to be big: on S3 its
+    pages then come `ranges` at a time instead of one after another)."""
+    return list_raws(storage, [day], cache, ranges=ranges)[0]
 
 
-def list_raws(storage: Storage, days: list[date], cache: dict[date, RawListing] | None = None) -> list[RawListing]:
+#: Raw names are sha256 hex digests: ranges of names are cut on their first four hex digits.
+NAME_SPACE = 16 ** 4
+
+
+def name_range(index: int, parts: int) -> tuple[str, str]:
+    """Range `index` of `parts` equal ranges of raw names, as bounds for `Storage.keys` (after, before; "" for
+    none) relative to a raw folder: names whose first four hex digits v have v * parts // NAME_SPACE == index."""
+    if not 0 <= index < parts <= NAME_SPACE:
+        raise ValueError(f"range {index} of {parts} does not exist")
+    low, high = -(-index * NAME_SPACE // parts), -(-(index + 1) * NAME_SPACE // parts)
+    # every name is 64 hex digits + ".json": names >= "4000" are exactly the names after "4000"
+    return (f"{low:04x}" if index else "", f"{high:04x}" if index + 1 < parts else "")
+
+
+def list_raws(storage: Storage, days: list[date], cache: dict[date, RawListing] | None = None, *,
+              ranges: int = 1) -> list[RawListing]:
     """Several days' raw listings, every (day, source) prefix listed side by side: on S3 a listing is pages one
-    after another, but listings of different prefixes wait together."""
+    after another, but listings of different prefixes (or ranges of one, `ranges`) wait together."""
     cache = {} if cache is None else cache
-    pairs = [(d, source) for d in dict.fromkeys(days) if d not in cache for source in layout.RAW_SOURCES]
-
-    def keys(pair: tuple[date, str]) -> list[str]:
-        return [k for k in storage.keys(layout.raw_prefix(pair[1], pair[0])) if k.endswith(".json")]
-
-    found = dict(zip(pairs, side_by_side(storage, keys, pairs), strict=True))
-    for d in dict.fromkeys(d for d, _ in pairs):
+    wanted = [d for d in dict.fromkeys(days) if d not in cache]
+    found = _list_ranges(storage, wanted, [name_range(i, ranges) for i in range(ranges)] if ranges > 1 else [])
+    for d in wanted:
         cache[d] = RawListing(d, tuple((source, key) for source in layout.RAW_SOURCES for key in found[d, source]))
     return [cache[d] for d in days]
+
+
+def list_raw_range(storage: Storage, day: date, index: int, parts: int) -> RawListing:
+    """Only range `index` of `parts` of the day's raw names (a fanned-out worker's share), each source's range
+    listed side by side; not memoised (it is not the day's listing)."""
+    found = _list_ranges(storage, [day], [name_range(index, parts)])
+    return RawListing(day, tuple((source, key) for source in layout.RAW_SOURCES for key in found[day, source]))
+
+
+def _list_ranges(storage: Storage, days: list[date], bounds: list[tuple[str, str]]) -> dict[tuple, list[str]]:
+    """(day, source) → its raw keys in key order: within `bounds`' ranges, concatenated (none: the whole prefix)."""
+    parts = [(d, source, b) for d in days for source in layout.RAW_SOURCES for b in (bounds or [None])]
+
+    def keys(part: tuple[date, str, tuple[str, str] | None]) -> list[str]:
+        d, source, b = part
+        prefix = layout.raw_prefix(source, d)
+        if b is None:
+            listed = storage.keys(prefix)
+        else:
+            listed = storage.keys(prefix, after=prefix + b[0] if b[0] else "", before=prefix + b[1] if b[1] else "")
+        return [k for k in listed if k.endswith(".json")]
+
+    found: dict[tuple, list[str]] = {}
+    for (d, source, _), listed in zip(parts, side_by_side(storage, keys, parts), strict=True):
+        found.setdefault((d, source), []).extend(listed)
+    return found
 
 
 def pii_mark(pii_salt: str | None) -> str:
@@ -471,9 +511,11 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
 
 def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: int,
                listings: dict[date, RawListing], started: float, started_at: datetime,
-               deny: erasure.DenyList | None = None) -> DayResult:
+               deny: erasure.DenyList | None = None, *,
+               write: Callable[[str, list[Any]], bytes] = to_parquet) -> DayResult:
     """A full run from the day's parsed rows on (a single run, or the merge of a fanned-out one): the cross-day
-    check, the commit, and the run's manifest."""
+    check, the commit, and the run's manifest. `write` makes a table's file from the rows kept (the merge's rows
+    are positions in its Arrow tables, written by its own `write`)."""
     listing = rows.listing
     day = listing.day
     result = DayResult(day)
@@ -489,8 +531,8 @@ def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: in
     messages = [m for k, m in rows.messages.items() if k not in seen_messages]
     statuses = [s for k, s in rows.statuses.items() if k not in seen_statuses]
     result.duplicates = rows.duplicates + len(rows.messages) - len(messages) + len(rows.statuses) - len(statuses)
-    files = {"messages": to_parquet("messages", messages), "statuses": to_parquet("statuses", statuses),
-             "rejects": to_parquet("rejects", rows.rejects)}
+    files = {"messages": write("messages", messages), "statuses": write("statuses", statuses),
+             "rejects": write("rejects", rows.rejects)}
     counts = {"messages": len(messages), "statuses": len(statuses), "rejects": len(rows.rejects)}
     record = {
         "format": COMMIT_FORMAT, "day": day.isoformat(), "raw": listing.digest, "deliveries": len(listing.objects),
@@ -597,9 +639,11 @@ def behind_reason(storage: Storage, day: date, pii_salt: str | None = None, *,
 
 def catch_up(storage: Storage, today: date, pii_salt: str | None = None, *, days: int | None = None,
              window: int = DEFAULT_RETRY_WINDOW_DAYS,
-             on_day: Callable[[DayResult], None] | None = None) -> list[DayResult]:
+             on_day: Callable[[DayResult], None] | None = None,
+             fan_out: Callable[[RawListing], DayResult | None] | None = None) -> list[DayResult]:
     """Run, oldest first, each of the `days` days before `today` (default: the retry window) that is behind:
-    the schedule's run in AWS and in `make run`, and the rule `status` applies."""
+    the schedule's run in AWS and in `make run`, and the rule `status` applies. `fan_out` may take a day too big
+    for this invocation instead (`fanout.fan_out_over`: its workers run and commit it)."""
     listings: dict[date, RawListing] = {}
     span = window if days is None else days
     behind = [d for d in (today - timedelta(days=back) for back in range(max(span, 1), 0, -1))
@@ -607,7 +651,8 @@ def catch_up(storage: Storage, today: date, pii_salt: str | None = None, *, days
     results = []
     deny = erasure.load(storage, pii_salt) if behind else erasure.DenyList()
     for d in behind:
-        results.append(run_day(storage, d, pii_salt, window=window, listings=listings, deny=deny))
+        dispatched = fan_out(list_raw(storage, d, listings)) if fan_out else None
+        results.append(dispatched or run_day(storage, d, pii_salt, window=window, listings=listings, deny=deny))
         if on_day:
             on_day(results[-1])
     return results

@@ -2,31 +2,43 @@
 merge that writes the day's files byte for byte as a single full run would.
 
 Share i of N holds the raw deliveries whose sha256 name (its first four hex digits) falls in the i-th of N equal
-ranges, on both sources. A worker lists the day, parses its share like a full run (`etl.read_day`: each version
-and status once, the first raw key in key order) and writes its rows, in that order, to
-`etl/dt=D/shares/N/i/<table>.parquet`, labelled with the day's raw digest. The merge reads the N shares, keeps
-for each version and status the copy from the raw key that sorts first (which a single run would keep), and
-finishes exactly as a full run does (`etl.finish_day`: the cross-day check, the commit, the manifest), then
-removes the shares. Shares of another raw listing (deliveries arrived since) are refused: the caller re-runs
-the workers. In AWS the workers are asynchronous invocations of the ETL function (see docs/fresh.md).
+ranges (`etl.name_range`), on every source. A worker lists only its range (S3 StartAfter, stopping at the next
+range), parses it like a full run (`etl.read_day`: each version and status once, the first raw key in key order)
+and writes its rows, in that order, to `etl/dt=D/shares/N/i/<table>.parquet`, labelled with the digest of the raw
+keys it read. The merge lists the whole day as parallel ranges, checks each share's label against the share's
+part of that listing, and keeps, in Arrow, for each version and status the copy from the raw key that sorts first
+(which a single run would keep); then it finishes exactly as a full run does (`etl.finish_day`: the cross-day
+check, the commit, the manifest) and removes the shares. Shares of another raw listing (deliveries arrived since)
+are refused: the caller re-runs the workers. In AWS the workers are asynchronous invocations of `etl_share`
+(`app.py`; docs/fresh.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from itertools import starmap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import erasure, etl, layout, runlog
-from chalicelib.schema import Message, Reject, Status
+from chalicelib.schema import COLUMNS, arrow_schema
 from chalicelib.storage import NotFound, Storage, side_by_side
 
-_ROW_TYPES = {"messages": Message, "statuses": Status, "rejects": Reject}
-_RANGE = 16 ** 4
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger("chatlake.fanout")
+
+TABLES = ("messages", "statuses", "rejects")
+# the columns that make a row one version (etl.version_key) or one status (etl.status_key), in their order
+_KEY_COLUMNS = {"messages": ("source", "message_id", "edited_at", "message_type"),
+                "statuses": ("message_id", "status")}
 
 
 class ShareError(Exception):
@@ -34,18 +46,15 @@ class ShareError(Exception):
 
 
 def share_of(key: str, shares: int) -> int:
-    """Which of `shares` equal ranges of the sha256 name a raw key falls in."""
-    return int(runlog.raw_name(key)[:4], 16) * shares // _RANGE
+    """Which of `shares` equal ranges of the sha256 name a raw key falls in (`etl.name_range`'s ranges)."""
+    return int(runlog.raw_name(key)[:4], 16) * shares // etl.NAME_SPACE
 
 
 def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: str | None = None) -> int:
     """One worker: parse share `index` of `shares` and store its rows; returns how many deliveries it read."""
-    if not 0 <= index < shares <= _RANGE:
-        raise ValueError(f"share {index} of {shares} does not exist")
-    listing = etl.list_raw(storage, day)
-    mine = etl.RawListing(day, tuple((s, k) for s, k in listing.objects if share_of(k, shares) == index))
+    mine = etl.list_raw_range(storage, day, index, shares)  # raises ValueError for a share that does not exist
     rows = etl.read_day(storage, mine, pii_salt, deny=erasure.load(storage, pii_salt))
-    label = {"raw_digest": listing.digest, "pii": etl.pii_mark(pii_salt), "duplicates": str(rows.duplicates),
+    label = {"raw_digest": mine.digest, "pii": etl.pii_mark(pii_salt), "duplicates": str(rows.duplicates),
              "deliveries": str(len(mine.objects))}
     tables = {"messages": list(rows.messages.values()), "statuses": list(rows.statuses.values()),
               "rejects": rows.rejects}
@@ -55,61 +64,209 @@ def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: st
     return len(mine.objects)
 
 
-def _read_share(storage: Storage, day: date, shares: int, index: int, table: str) -> tuple[list[Any], dict[str, str]]:
-    """A share's rows of one table, and its label."""
-    import pyarrow as pa
+def _read_share(storage: Storage, day: date, shares: int, index: int, table: str) -> pa.Table:
+    """A share's rows of one table (its label in the schema's metadata)."""
     import pyarrow.parquet as pq
 
     key = layout.share_key(day, shares, index, table)
     try:
-        data = pq.read_table(io.BytesIO(storage.get(key)))
+        return pq.read_table(io.BytesIO(storage.get(key)))
     except NotFound:
         raise ShareError(f"share {index} of {shares} of {day} is missing ({key}): run its worker") from None
-    meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
+
+
+def _label(data: pa.Table) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
+
+
+def _digest(keys: list[str]) -> str:
+    """etl.RawListing.digest of these keys."""
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest() if keys else ""
+
+
+@dataclass
+class _Merged:
+    """A table's rows of all shares in one Arrow table, and which of them a single run would keep."""
+
+    data: pa.Table
+    first: dict[tuple, int]  # key → position of its first copy in raw-key order (insertion in that order)
+    duplicates: int
+
+
+def _first_copies(table: str, data: pa.Table) -> _Merged:
+    """Each version (status) once: the copy of the raw key that sorts first. The shares are concatenated in share
+    order and each keeps a run's order, so a stable sort by raw_key gives a single run's order of first sight."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     columns = []
-    row_type = _ROW_TYPES[table]
-    for f in fields(row_type):  # in the dataclass's order: rows are built positionally (100k of them)
-        column = data.column(f.name)
+    for name in _KEY_COLUMNS[table]:
+        column = data.column(name)
         if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())  # rows carry ms since the epoch, as the parsers give them
+            column = column.cast(pa.int64())  # keys carry ms since the epoch, as the parsers give them
         columns.append(column.to_pylist())
-    return list(starmap(row_type, zip(*columns, strict=True))), meta
+    keys = list(zip(*columns, strict=True))
+    first: dict[tuple, int] = {}
+    duplicates = 0
+    for position in pc.sort_indices(data, [("raw_key", "ascending")]).to_pylist():  # stable
+        k = keys[position]
+        if k in first:
+            duplicates += 1
+        else:
+            first[k] = position
+    return _Merged(data, first, duplicates)
+
+
+def _write(table: str, data: pa.Table, positions: list[int]) -> bytes:
+    """etl.to_parquet for rows already in Arrow: the same schema, sort and writer options, hence the same bytes
+    (tests/integration/test_fanout.py compares them with a single run's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema(table)
+    kept = data.take(pa.array(positions, pa.int64())) if positions != list(range(data.num_rows)) else data
+    kept = pa.Table.from_arrays([kept.column(n).combine_chunks() for n in COLUMNS[table]], schema=schema)
+    if kept.num_rows > 1:
+        kept = kept.sort_by([(k, "ascending") for k in etl.SORT_KEYS[table]])
+    buffer = io.BytesIO()
+    pq.write_table(kept, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
+    return buffer.getvalue()
 
 
 def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None, *,
           window: int = etl.DEFAULT_RETRY_WINDOW_DAYS) -> etl.DayResult:
     """The final step: the shares → the day's files, as one full run (then the shares are removed)."""
+    import pyarrow as pa
+
     started, started_at = time.perf_counter(), datetime.now(UTC)
     listings: dict[date, etl.RawListing] = {}
     mark = etl.pii_mark(pii_salt)
-    found: dict[str, list[Any]] = {"messages": [], "statuses": [], "rejects": []}
-    parts = [(index, table) for index in range(shares) for table in found]
-    with ThreadPoolExecutor(1, thread_name_prefix="merge-list") as pool:  # the day's listing while shares are read
-        listed = pool.submit(etl.list_raw, storage, day, listings)
+    parts = [(index, table) for index in range(shares) for table in TABLES]
+    ranges = max(1, storage.parallel_reads // (2 * len(layout.RAW_SOURCES)))  # the rest read the shares meanwhile
+    # the day's listing (its ranges side by side) while the shares are read and merged
+    with ThreadPoolExecutor(1, thread_name_prefix="merge-list") as pool:
+        listed = pool.submit(etl.list_raw, storage, day, listings, ranges=ranges)
         read = side_by_side(storage, lambda part: _read_share(storage, day, shares, *part), parts)
+        tables = {t: pa.concat_tables([data for (_, table), data in zip(parts, read, strict=True) if table == t])
+                  for t in TABLES}
+        messages, statuses = (_first_copies(t, tables[t]) for t in ("messages", "statuses"))
         listing = listed.result()
-    merged = etl.DayRows(listing)
-    for (index, table), (rows, meta) in zip(parts, read, strict=True):  # in share order
-        if (meta.get("raw_digest"), meta.get("pii")) != (listing.digest, mark):
+    in_share: list[list[str]] = [[] for _ in range(shares)]
+    for _, key in listing.objects:
+        in_share[share_of(key, shares)].append(key)
+    duplicates = 0
+    for (index, table), data in zip(parts, read, strict=True):
+        label = _label(data)
+        if (label.get("raw_digest"), label.get("pii")) != (_digest(in_share[index]), mark):
             raise ShareError(f"share {index} of {shares} of {day} was made from other raw data or PII settings: "
                              "run the workers again")
-        found[table] += rows
         if table == "messages":
-            merged.duplicates += int(meta.get("duplicates", "0"))
-    # a single run keeps the copy of the first raw key in key order: so does the merge (sorts are stable)
-    for m in sorted(found["messages"], key=lambda r: r.raw_key):
-        k = etl.version_key(m)
-        if k in merged.messages:
-            merged.duplicates += 1
-        else:
-            merged.messages[k] = m
-    for s in sorted(found["statuses"], key=lambda r: r.raw_key):
-        k = etl.status_key(s)
-        if k in merged.statuses:
-            merged.duplicates += 1
-        else:
-            merged.statuses[k] = s
-    merged.rejects = found["rejects"]
-    result = etl.finish_day(storage, merged, pii_salt, window, listings, started, started_at)
+            duplicates += int(label.get("duplicates", "0"))
+    # DayRows whose rows are positions in the Arrow tables: finish_day filters them and `_write` takes them
+    merged = etl.DayRows(listing, messages.first, statuses.first, list(range(tables["rejects"].num_rows)),
+                         duplicates + messages.duplicates + statuses.duplicates)
+    result = etl.finish_day(storage, merged, pii_salt, window, listings, started, started_at,
+                            write=lambda table, positions: _write(table, tables[table], positions))
     side_by_side(storage, storage.delete, list(storage.keys(layout.share_prefix(day, shares))))
     return result
+
+
+# --- in AWS: the schedule starts the workers, the last worker to land merges ------------------------------------
+
+#: The most workers a day is split into (the merge reads 3 share files per worker in one invocation).
+MAX_SHARES = 64
+#: The worker function `app.py` declares (`@app.lambda_function`); chalice names it `<app>-<stage>-etl_share`.
+WORKER_FUNCTION = "etl_share"
+Invoke = Callable[[dict[str, Any]], None]
+
+
+def shares_for(deliveries: int, threshold: int) -> int:
+    """How many workers a day of `deliveries` is fanned out over: 0 (one invocation runs it) up to `threshold`
+    (0: never), else shares of about half the threshold each."""
+    if threshold <= 0 or deliveries <= threshold:
+        return 0
+    return min(MAX_SHARES, max(2, -(-deliveries * 2 // threshold)))
+
+
+def worker_function(own_name: str, own_function: str) -> str:
+    """The worker's Lambda name, from the caller's own (AWS_LAMBDA_FUNCTION_NAME): both are `<app>-<stage>-…`."""
+    if not own_name.endswith(own_function):
+        raise ValueError(f"{own_name!r} is not a chalice name of {own_function!r}")
+    return own_name[: -len(own_function)] + WORKER_FUNCTION
+
+
+def lambda_invoker(client: Any, function_name: str) -> Invoke:
+    """Each call starts one worker invocation asynchronously (InvocationType=Event: Lambda queues it, retries a
+    failed one twice, and the caller does not wait)."""
+    def invoke(payload: dict[str, Any]) -> None:
+        client.invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode())
+
+    return invoke
+
+
+def fan_out_over(storage: Storage, threshold: int, invoke: Invoke) -> Callable[[etl.RawListing], etl.DayResult | None]:
+    """For `etl.catch_up`: a day over `threshold` deliveries is dispatched to workers (its result says so, and
+    the last worker commits it); None lets the caller run the day in this invocation."""
+    def fan_out(listing: etl.RawListing) -> etl.DayResult | None:
+        shares = shares_for(len(listing.objects), threshold)
+        return dispatch(storage, listing, shares, invoke) if shares else None
+
+    return fan_out
+
+
+def dispatch(storage: Storage, listing: etl.RawListing, shares: int, invoke: Invoke) -> etl.DayResult:
+    """Start a fanned-out full run of the listing's day: earlier shares and claims removed, then one worker
+    invocation per share. Nothing is committed here: the day stays behind until the merge commits it."""
+    day = listing.day
+    side_by_side(storage, storage.delete, list(storage.keys(layout.etl_prefix(day) + "shares/")))
+    for index in range(shares):
+        invoke({"day": day.isoformat(), "share": index, "shares": shares})
+    result = etl.DayResult(day, deliveries=len(listing.objects))
+    result.warnings.append(f"{day}: {len(listing.objects)} deliveries, fanned out over {shares} {WORKER_FUNCTION} "
+                           "invocations; the last one to finish merges and commits the day")
+    log.info("%s", result.warnings[-1])
+    return result
+
+
+@dataclass(frozen=True)
+class Task:
+    """One worker invocation's payload."""
+
+    day: date
+    share: int
+    shares: int
+
+    @classmethod
+    def from_event(cls, event: Any) -> Task:
+        """The payload `dispatch` sent; ValueError for anything else (an invocation by hand with a typo)."""
+        try:
+            task = cls(date.fromisoformat(event["day"]), int(event["share"]), int(event["shares"]))
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f'a worker needs {{"day": "YYYY-MM-DD", "share": i, "shares": n}}, not {event!r}') from e
+        etl.name_range(task.share, task.shares)  # raises ValueError for a share that does not exist
+        return task
+
+
+def work(storage: Storage, task: Task, pii_salt: str | None = None, *,
+         window: int = etl.DEFAULT_RETRY_WINDOW_DAYS) -> dict[str, Any]:
+    """A worker invocation: its share; then, if every share has landed, the one worker whose claim is written
+    first (put if absent) merges. A merge that fails on a storage error gives its claim back and raises (Lambda
+    retries the invocation); one refused for changed raw data leaves the day behind for the next catch-up."""
+    read = run_share(storage, task.day, task.share, task.shares, pii_salt)
+    out: dict[str, Any] = {"day": task.day.isoformat(), "share": task.share, "shares": task.shares,
+                           "deliveries": read, "merged": None}
+    landed = set(storage.keys(layout.share_prefix(task.day, task.shares)))
+    if any(layout.share_key(task.day, task.shares, i, t) not in landed for i in range(task.shares) for t in TABLES):
+        return out
+    claim = layout.share_claim_key(task.day, task.shares)
+    if not storage.put(claim, b"", overwrite=False):
+        return out  # another worker landed at the same time and merges
+    try:
+        out["merged"] = merge(storage, task.day, task.shares, pii_salt, window=window).as_dict()
+    except ShareError as e:
+        log.warning("%s: not merged (%s); the day stays behind until the next catch-up", task.day, e)
+        out["error"] = str(e)
+    except Exception:
+        storage.delete(claim)
+        raise
+    return out

@@ -200,3 +200,8 @@ def erasure_record_key(stamp: str, subject: str) -> str:
 #: Where AWS End User Messaging Social copies a media file (`GetWhatsAppMessageMedia`) before capture hashes it
 #: and stores it at its `media_key`; each fetch stages under a prefix of its own and deletes it afterwards.
 MEDIA_STAGING_PREFIX = "media/_staging/"
+
+
+def share_claim_key(day: date, shares: int) -> str:
+    """Written once, if absent, by the fanned-out run's worker that finds every share landed: that one merges."""
+    return f"{share_prefix(day, shares)}merge.claim"

@@ -59,8 +59,54 @@ def run_daily_etl() -> list[etl.DayResult]:
 
     from chalicelib import etl
 
+    s = settings()
+    ctx = etl_context(s)
+    return etl.catch_up(ctx.storage, datetime.now(UTC).date(), ctx.pii_salt, window=ctx.window,
+                        fan_out=fan_out(ctx, s))
+
+
+def fan_out(ctx: EtlContext, s: Settings) -> Any:
+    """In Lambda (AWS_LAMBDA_FUNCTION_NAME is set), a day over FANOUT_DELIVERIES goes to `etl_share` workers
+    (`fanout.fan_out_over`); elsewhere (`make run`, the CLI) None: one process runs every day."""
+    import os
+
+    from chalicelib import fanout
+
+    own = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if not own or not s.fanout_deliveries:
+        return None
+    worker = fanout.worker_function(own, ETL_FUNCTION)
+    return fanout.fan_out_over(ctx.storage, s.fanout_deliveries, fanout.lambda_invoker(lambda_client(), worker))
+
+
+def run_etl_share(event: Any) -> dict[str, Any]:
+    """The `etl_share` worker (asynchronous invocations from the daily run): its share, and the merge if last."""
+    from chalicelib import fanout
+
+    try:
+        task = fanout.Task.from_event(event)
+    except ValueError as e:  # an invocation by hand with a wrong payload: said, not retried by Lambda
+        return {"ok": False, "error": str(e)}
     ctx = etl_context()
-    return etl.catch_up(ctx.storage, datetime.now(UTC).date(), ctx.pii_salt, window=ctx.window)
+    return fanout.work(ctx.storage, task, ctx.pii_salt, window=ctx.window)
+
+
+#: The scheduled function that fans out (its name in app.py).
+ETL_FUNCTION = "daily_etl"
+
+
+def lambda_client() -> Any:
+    """The boto3 Lambda client, built once per process (a warm Lambda keeps it)."""
+    if "lambda" not in _clients:
+        import boto3
+
+        _clients["lambda"] = boto3.client("lambda")
+    return _clients["lambda"]
+
+
+def use_lambda_client(client: Any) -> None:
+    """Make `lambda_client()` answer with this client (tests: a stubbed client records the invocations)."""
+    _clients["lambda"] = client
 
 
 def run_intraday_etl() -> list:

@@ -39,6 +39,7 @@ NAMES = (
     "TABLE_RETENTION_DAYS",
     "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_API_URL",
+    "FANOUT_DELIVERIES",
 )
 #: Settings that may come from SSM Parameter Store through `NAME_PARAM`.
 SECRETS = (
@@ -239,6 +240,15 @@ class Settings:
     @property
     def table_retention_days(self) -> int | None:
         return self.retention_days("TABLE_RETENTION_DAYS")
+
+    @property
+    def fanout_deliveries(self) -> int:
+        """FANOUT_DELIVERIES: a day with more raw deliveries than this has its full run in AWS fanned out over
+        workers of about half as many each (default 500000: one invocation reads about 1M in 8 minutes); 0: never."""
+        text = self._raw("FANOUT_DELIVERIES") or "500000"
+        if not text.isdigit():
+            raise ConfigError(f"FANOUT_DELIVERIES must be a whole number of deliveries (0: never), not {text!r}")
+        return int(text)
 
 
 def load(

@@ -54,8 +54,10 @@ class Storage(Protocol):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose key starts with `prefix`, in key order."""
 
-    def keys(self, prefix: str) -> Iterator[str]:
-        """The same keys as `list`, without size and time (no stat per file: the ETL lists 100k of them)."""
+    def keys(self, prefix: str, *, after: str = "", before: str = "") -> Iterator[str]:
+        """The same keys as `list`, without size and time (no stat per file: the ETL lists 100k of them).
+        `after`/`before` (whole keys, both excluded; "" for no bound) list one range of a big folder: S3 starts
+        there (StartAfter) and stops at `before`, so a worker pays only its share of the pages."""
 
     def delete(self, key: str) -> None: ...
 
@@ -132,7 +134,7 @@ class FolderStorage:
             raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def keys(self, prefix: str) -> Iterator[str]:
+    def keys(self, prefix: str, *, after: str = "", before: str = "") -> Iterator[str]:
         folder, _, start = prefix.rpartition("/")
         base = self._prefix + folder if folder else str(self.root)
         try:
@@ -148,15 +150,18 @@ class FolderStorage:
             return
         except OSError as e:
             raise StorageError(f"cannot list {base}: {e.strerror or e}") from e
-        names.sort()
         here = f"{folder}/" if folder else ""
         if not folders:  # a folder of objects (a day's 100k raw deliveries): no per-name branch
+            if after or before:  # a range: only its names are sorted and joined
+                names = [n for n in names if (not after or here + n > after) and (not before or here + n < before)]
+            names.sort()
             yield from [here + name for name in names]
             return
+        names.sort()
         for name in names:
             if name in folders:
-                yield from self.keys(here + name + "/")
-            else:
+                yield from self.keys(here + name + "/", after=after, before=before)
+            elif (not after or here + name > after) and (not before or here + name < before):
                 yield here + name
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -229,17 +234,28 @@ class S3Storage:
             raise StorageError(f"cannot read s3://{self.bucket}/{self.prefix}{key}: {e}") from e
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
         skip = len(self.prefix)
+        for obj in self._objects(prefix, "", ""):
+            yield ObjectInfo(obj["Key"][skip:], obj["Size"], obj["LastModified"].timestamp())
+
+    def keys(self, prefix: str, *, after: str = "", before: str = "") -> Iterator[str]:
+        skip = len(self.prefix)
+        return (obj["Key"][skip:] for obj in self._objects(prefix, after, before))
+
+    def _objects(self, prefix: str, after: str, before: str) -> Iterator[dict[str, Any]]:
+        """ListObjectsV2's entries under `prefix`, from after `after` (StartAfter) until `before`: the pages
+        past `before` are never asked for."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        extra = {"StartAfter": self.prefix + after} if after else {}
+        stop = self.prefix + before if before else None
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, **extra):
                 for obj in page.get("Contents", ()):
-                    yield ObjectInfo(obj["Key"][skip:], obj["Size"], obj["LastModified"].timestamp())
+                    if stop is not None and obj["Key"] >= stop:
+                        return
+                    yield obj
         except self._errors() as e:
             raise StorageError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {e}") from e
-
-    def keys(self, prefix: str) -> Iterator[str]:
-        return (o.key for o in self.list(prefix))
 
     def delete(self, key: str) -> None:
         try:

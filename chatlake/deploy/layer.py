@@ -29,7 +29,7 @@ from chatlake import PROJECT_DIR
 REQUIREMENTS_DEV = PROJECT_DIR / "requirements-dev.txt"
 CHALICE_CONFIG = PROJECT_DIR / ".chalice" / "config.json"
 ETL_FUNCTION = "daily_etl"
-ETL_FUNCTIONS = (ETL_FUNCTION, "intraday_etl")  # both import pyarrow: both get the layer
+ETL_FUNCTIONS = (ETL_FUNCTION, "etl_share", "intraday_etl")  # they import pyarrow: each gets the layer
 
 # Chalice deploys the local Python's minor version; python3.11 on Lambda is Amazon Linux 2 (glibc 2.26).
 LAMBDA_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"

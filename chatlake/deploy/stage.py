@@ -26,7 +26,8 @@ STATE_ROOT = PROJECT_DIR / ".deploy"
 API_FUNCTION, ETL_FUNCTION = "api_handler", "daily_etl"
 MEDIA_FUNCTION = "media_capture"
 INTRADAY_FUNCTION = "intraday_etl"
-PYARROW_FUNCTIONS = (ETL_FUNCTION, INTRADAY_FUNCTION, MEDIA_FUNCTION)  # they import pyarrow: each gets the layer
+SHARE_FUNCTION = "etl_share"  # the fanned-out day's workers (chalicelib/fanout.py), invoked by daily_etl
+PYARROW_FUNCTIONS = (ETL_FUNCTION, SHARE_FUNCTION, INTRADAY_FUNCTION, MEDIA_FUNCTION)  # each gets the pyarrow layer
 EUM_FUNCTION = "whatsapp_eum"  # only when the stage names WHATSAPP_EUM_TOPIC (app.py declares it then)
 #: What `chalice deploy` packages, copied into the rendered project.
 PROJECT_FILES = ("app.py", "requirements.txt")

@@ -110,10 +110,13 @@ def test_the_four_routes_go_to_the_api_handler(package):
             assert "${APIHandler.Arn}" in integration["uri"]["Fn::Sub"]
 
 
-def test_four_functions_with_their_memory_timeout_and_layers(package):
+def test_five_functions_with_their_memory_timeout_and_layers(package):
     fns = functions(package["sam"])
-    assert set(fns) == {"APIHandler", "DailyEtl", "IntradayEtl", "MediaCapture"}
+    assert set(fns) == {"APIHandler", "DailyEtl", "EtlShare", "IntradayEtl", "MediaCapture"}
     api, etl, intraday, media = fns["APIHandler"], fns["DailyEtl"], fns["IntradayEtl"], fns["MediaCapture"]
+    share = fns["EtlShare"]  # a fanned-out day's worker: invoked by daily_etl only, no event source of its own
+    assert (share["Handler"], share["MemorySize"], share["Timeout"]) == ("app.etl_share", 2048, 900)
+    assert "Events" not in share and share["Layers"] == etl["Layers"]
     assert (media["Handler"], media["MemorySize"], media["Timeout"]) == ("app.media_capture", 512, 300)
     assert media["ReservedConcurrentExecutions"] == 1  # one capture run at a time
     assert media["Layers"] == CONFIG["stages"]["dev"]["lambda_functions"]["media_capture"]["layers"]
@@ -146,7 +149,8 @@ def test_the_intraday_etl_runs_every_15_minutes(package):
 def test_each_function_has_its_own_role_with_exactly_its_policy_file(package):
     resources = package["sam"]["Resources"]
     pairs = (("APIHandler", "ApiHandlerRole", "api_handler"), ("DailyEtl", "DailyEtlRole", "daily_etl"),
-             ("IntradayEtl", "IntradayEtlRole", "intraday_etl"), ("MediaCapture", "MediaCaptureRole", "media_capture"))
+             ("EtlShare", "EtlShareRole", "etl_share"), ("IntradayEtl", "IntradayEtlRole", "intraday_etl"),
+             ("MediaCapture", "MediaCaptureRole", "media_capture"))
     for fn, role, function in pairs:
         assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
         policies = resources[role]["Properties"]["Policies"]
@@ -159,9 +163,11 @@ def test_the_etl_log_group_keeps_30_days(package):
     a group its function (named <app>-<stage>) never writes to, so docs/deploy.md sets that one with the AWS CLI."""
     groups = {k: v["Properties"] for k, v in package["sam"]["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
     etl_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${DailyEtl}"}, "RetentionInDays": 30}
+    share_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${EtlShare}"}, "RetentionInDays": 30}
     intraday_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${IntradayEtl}"}, "RetentionInDays": 30}
     media_group = {"LogGroupName": {"Fn::Sub": "/aws/lambda/${MediaCapture}"}, "RetentionInDays": 30}
-    assert groups == {"DailyEtlLogGroup": etl_group, "IntradayEtlLogGroup": intraday_group,
+    assert groups == {"DailyEtlLogGroup": etl_group, "EtlShareLogGroup": share_group,
+                      "IntradayEtlLogGroup": intraday_group,
                       "MediaCaptureLogGroup": media_group}
 
 
@@ -239,9 +245,10 @@ def test_webhooks_may_only_add_raw_and_quarantine_objects_and_read_their_secrets
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
-@pytest.mark.parametrize("function", ["daily_etl", "intraday_etl"])
+@pytest.mark.parametrize("function", ["daily_etl", "etl_share", "intraday_etl"])
 def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_records(stage, function):
-    """Its records (`etl/`: commit, versions, run manifests) are read and written by both ETL functions."""
+    """Its records (`etl/`: commit, versions, run manifests, a fanned-out day's shares) are read and written by
+    the ETL functions; the daily one may also start the fan-out workers, and nothing else."""
     bucket = bucket_of(stage)
     raw, enriched, records = (f"arn:aws:s3:::{bucket}/{p}/*" for p in ("raw", "enriched", "etl"))
     assert statements(policy(stage, function)) == {
@@ -257,6 +264,10 @@ def test_the_etl_reads_raw_and_replaces_only_enriched_and_its_records(stage, fun
                         "Resource": [param_arn(f"/chatlake/{stage}/pii-salt")]},
         "OwnLogs": {"Sid": "OwnLogs", "Effect": "Allow", "Action": LOG_ACTIONS,
                     "Resource": log_arns(f"chatlake-{stage}-{function}")},
+        **({"InvokeFanOutWorkers": {"Sid": "InvokeFanOutWorkers", "Effect": "Allow",
+                                    "Action": ["lambda:InvokeFunction"],
+                                    "Resource": [f"arn:aws:lambda:*:*:function:chatlake-{stage}-etl_share"]}}
+           if function == "daily_etl" else {}),
     }
 
 
@@ -351,6 +362,7 @@ def test_pyarrow_is_pinned_once_installed_and_named_by_every_stage_layer():
     for stage in DEPLOYED_STAGES:
         (arn,) = CONFIG["stages"][stage]["lambda_functions"]["daily_etl"]["layers"]
         assert CONFIG["stages"][stage]["lambda_functions"]["intraday_etl"]["layers"] == [arn]
+        assert CONFIG["stages"][stage]["lambda_functions"]["etl_share"]["layers"] == [arn]
         assert pyarrow_layer.layer_version_of(arn) == pinned, f"{stage}: {arn} is not pyarrow {pinned}: publish-layer"
         assert "layers" not in CONFIG["stages"][stage]["lambda_functions"]["api_handler"]
 
@@ -454,7 +466,7 @@ def test_publish_layer_publishes_and_writes_the_arn_into_one_stage(tmp_path):
     assert [(v["LayerVersionArn"], v["CompatibleRuntimes"], v["CompatibleArchitectures"]) for v in published] == [
         (arn, ["python3.11"], ["x86_64"])]
     new = json.loads(config_path.read_text())
-    for function in ("daily_etl", "intraday_etl"):
+    for function in ("daily_etl", "etl_share", "intraday_etl"):
         assert new["stages"]["dev"]["lambda_functions"][function]["layers"] == [arn]
         new["stages"]["dev"]["lambda_functions"][function]["layers"] = CONFIG["stages"]["dev"]["lambda_functions"][
             function]["layers"]

@@ -290,6 +290,7 @@ def test_deploy_plan_deploy_again_doctor_destroy(stage, aws, telegram, spawned, 
 
     retention = {g["logGroupName"]: g.get("retentionInDays") for g in logs.describe_log_groups()["logGroups"]}
     assert retention == {f"/aws/lambda/chatlake-{stage}": 30, f"/aws/lambda/chatlake-{stage}-daily_etl": 30,
+                         f"/aws/lambda/chatlake-{stage}-etl_share": 30,
                          f"/aws/lambda/chatlake-{stage}-intraday_etl": 30,
                          f"/aws/lambda/chatlake-{stage}-media_capture": 30}
     (api,) = apigateway.get_rest_apis()["items"]

@@ -53,7 +53,7 @@ def test_no_topic_no_function_and_no_subscription(package):  # noqa: F811
 
 def test_a_topic_arn_gives_the_function_its_subscription_and_only_raw_writes(sam_with_topic):
     fns = functions(sam_with_topic)
-    assert set(fns) == {"APIHandler", "DailyEtl", "IntradayEtl", "MediaCapture", "WhatsappEum"}
+    assert set(fns) == {"APIHandler", "DailyEtl", "EtlShare", "IntradayEtl", "MediaCapture", "WhatsappEum"}
     fn = fns["WhatsappEum"]
     assert (fn["Handler"], fn["MemorySize"], fn["Timeout"]) == ("app.whatsapp_eum", 256, 10)
     assert "Layers" not in fn  # no pyarrow on this path
