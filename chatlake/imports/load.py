@@ -18,13 +18,15 @@ depends only on the export and the rest of the lake.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import mimetypes
 import os
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -117,9 +119,29 @@ def _localtime_link() -> str | None:
 # --- the two kinds of export ---------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """An export becomes hundreds of thousands of objects at once (the decoded document, the rows), which makes
+    Python's cyclic garbage collector walk them all again and again: a third of an import's time, for no garbage
+    (none of them form cycles). It is paused for the import and put back as it was."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def import_telegram(storage: Storage, data: bytes, *, zone: tzinfo, zone_name: str, me: str | None = None,
                     pii_salt: str | None = None, dry_run: bool = False, progress: Progress | None = None
                     ) -> ImportResult:
+    with _no_cycle_collection():
+        return _import_telegram(storage, data, zone, zone_name, me, pii_salt, dry_run, progress)
+
+
+def _import_telegram(storage: Storage, data: bytes, zone: tzinfo, zone_name: str, me: str | None,
+                     pii_salt: str | None, dry_run: bool, progress: Progress | None) -> ImportResult:
     digest = layout.digest(data)
     key = layout.import_key("telegram", digest, "json")
     try:
@@ -140,6 +162,14 @@ def import_whatsapp(storage: Storage, data: bytes, file_name: str, *, zone: tzin
                     chat: str | None = None, me: str | None = None, date_order: str | None = None,
                     pii_salt: str | None = None, dry_run: bool = False, progress: Progress | None = None
                     ) -> ImportResult:
+    with _no_cycle_collection():
+        return _import_whatsapp(storage, data, file_name, zone, zone_name, chat, me, date_order, pii_salt, dry_run,
+                                progress)
+
+
+def _import_whatsapp(storage: Storage, data: bytes, file_name: str, zone: tzinfo, zone_name: str, chat: str | None,
+                     me: str | None, date_order: str | None, pii_salt: str | None, dry_run: bool,
+                     progress: Progress | None) -> ImportResult:
     digest = layout.digest(data)
     is_zip = data[:4] == b"PK\x03\x04"
     key = layout.import_key("whatsapp", digest, "zip" if is_zip else "txt")
@@ -188,8 +218,12 @@ def _unzip(data: bytes) -> tuple[bytes, str, dict[str, bytes]]:
 # --- into the lake -------------------------------------------------------------------------------------------------
 
 
+DAY_MS = 86_400_000
+EPOCH_DAY = date(1970, 1, 1)
+
+
 def sent_day(m: Message) -> date:
-    return datetime.fromtimestamp(m.sent_at / 1000, UTC).date()
+    return EPOCH_DAY + timedelta(days=m.sent_at // DAY_MS)
 
 
 def _load(storage: Storage, data: bytes, digest: str, rows: list[Message], attachments: dict[str, Message],
@@ -203,24 +237,25 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Message], attac
         result.forgotten, rows = len(rows) - len(kept), kept
     if pii_salt:
         pii.hash_rows(rows, [], pii_salt)
-    by_day: dict[date, list[Message]] = defaultdict(list)
+    by_day: dict[int, list[Message]] = defaultdict(list)  # days since the epoch (UTC) -> rows sent that day
     for m in rows:
-        by_day[sent_day(m)].append(m)
-    near = sorted({d + timedelta(days=k) for d in by_day for k in (-1, 0, 1)})
+        by_day[m.sent_at // DAY_MS].append(m)
+    near = sorted({EPOCH_DAY + timedelta(days=d + k) for d in by_day for k in (-1, 0, 1)})
     held, own = _lake_keys(storage, near, digest, result.source)
+    has = held.has if held.versions or held.fingerprints else None  # a fresh lake holds nothing to compare with
     kept: dict[date, list[Message]] = {}
     seen: set[tuple] = set()
     for day, day_rows in sorted(by_day.items()):
         keep = []
         for m in day_rows:
             version = (m.source, m.message_id, m.edited_at)
-            if version in seen or held.has(m):
+            if version in seen or (has is not None and has(m)):
                 result.duplicates += 1
                 continue
             seen.add(version)
             keep.append(m)
         if keep:
-            kept[day] = keep
+            kept[EPOCH_DAY + timedelta(days=day)] = keep
     result.imported = sum(len(v) for v in kept.values())
     result.days = {d.isoformat(): len(v) for d, v in kept.items()}
     stored = {name: m for name, m in attachments.items() if name in media}
