@@ -101,46 +101,54 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     phone's time zone; `me`: the exporter's name as the export shows it (their messages are `direction` out).
     Raises DateOrderUnknown when the file cannot tell day/month from month/day and `date_order` is not given.
 
-    Three passes, each as lean as it can be (an export can hold millions of lines): the lines into messages, the
-    senders (whether the chat is a group decides the other columns), then the rows. A time is converted once
-    per distinct header time, not once per message."""
+    Two passes, each as lean as it can be (an export can hold millions of lines): the lines into messages (their
+    header, sender and text), then the rows, once the date order and whether the chat is a group are known. A
+    header's time is converted once per distinct header, not once per message."""
     text = data.decode("utf-8", errors="replace")
     lines = text.translate({0xFEFF: None}).splitlines()
-    heads: list[tuple[int, tuple]] = []  # (line number, the header's regex groups; the 9th is the text)
+    # per message: (line number, its header as written, sender or None, the text after "sender: " on its line)
+    heads: list[tuple[int, str, str | None, str]] = []
     more: dict[int, list[str]] = {}  # index in heads -> the lines continuing its text
+    fields: dict[str, tuple] = {}  # a header as written -> its regex groups
+    clean: dict[str, str | None] = {}  # a sender as written -> without direction marks
     unreadable: list[tuple[int, str]] = []
     match = _HEADER.match
     append = heads.append
     for number, line in enumerate(lines, 1):
         m = match(line)
         if m is not None:
-            append((number, m.groups()))
+            at = m.start(9)
+            header, first = line[:at], line[at:]
+            if header not in fields:
+                fields[header] = m.groups()
+            sender, sep, rest = first.partition(": ")  # "Ana: hello"; a system line has no sender (Android)
+            if sep and len(sender) <= 80:
+                name = clean.get(sender, False)
+                if name is False:
+                    name = clean[sender] = sender.translate(_MARKS).strip() or None
+                append((number, header, name, rest))
+            else:
+                append((number, header, None, first))
         elif heads:
             more.setdefault(len(heads) - 1, []).append(line)
         elif line.strip():
             unreadable.append((number, line))
-    order = date_order or detect_date_order([f for _, f in heads])
+    order = date_order or detect_date_order([fields[h[1]] for h in heads])
+    stamps: dict[str, tuple[str, int] | None] = {}  # a header as written -> (local time as ISO text, ms UTC)
+    for header, f in fields.items():
+        local = _local_time(f, order)
+        stamps[header] = None if local is None else (local.isoformat(), _utc_millis(local, zone))
     out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
     senders: set[str] = set()
     group_hint = False
-    parsed: list[tuple[tuple[str, int], str | None, str]] = []  # ((local time as ISO text, ms UTC), sender, text)
-    stamps: dict[tuple, tuple[str, int] | None] = {}
-    for i, (number, f) in enumerate(heads):
-        key = f[:8]
-        stamp = stamps.get(key, False)
-        if stamp is False:
-            local = _local_time(f, order)
-            stamp = stamps[key] = None if local is None else (local.isoformat(), _utc_millis(local, zone))
-        if stamp is None:
+    for i, (number, header, sender, rest) in enumerate(heads):
+        if stamps[header] is None:
             unreadable.append((number, lines[number - 1]))
-            continue
-        body = f[8] if i not in more else "\n".join([f[8], *more[i]])
-        sender, content = _split_sender(body)
-        if sender is not None:
+        elif sender is not None:
             senders.add(sender)
-        elif any(p in content.lower() for p in (" added ", " created group", " joined using", " left")):
+        elif any(p in _joined(rest, more.get(i)).lower() for p in (" added ", " created group", " joined using",
+                                                                   " left")):
             group_hint = True
-        parsed.append((stamp, sender, content))
     unreadable.sort()
     others = senders - {me, chat}
     if group_hint or len(others) > 1:
@@ -154,8 +162,13 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     rows = out.messages
     add = rows.append
     sha256 = hashlib.sha256
-    total = len(parsed)
-    for done, ((iso, sent_at), sender, content) in enumerate(parsed, 1):
+    total = len(heads)
+    for done, (_number, header, sender, rest) in enumerate(heads, 1):
+        stamp = stamps[header]
+        if stamp is None:
+            continue
+        iso, sent_at = stamp
+        content = rest if done - 1 not in more else _joined(rest, more[done - 1])
         message_type, text, media_id, mime, is_edit = _content(content, sender is None)
         if message_type == "system":
             sender = None  # iOS puts the chat's name where a sender would be: the app wrote it, nobody in the chat
@@ -186,6 +199,11 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
         if progress is not None and done % 10000 == 0:
             progress(done, total)
     return out
+
+
+def _joined(first: str, continued: list[str] | None) -> str:
+    """A message's text: its first line's, and the lines that continue it."""
+    return first if continued is None else "\n".join([first, *continued])
 
 
 def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None, str | None, bool]:
@@ -233,15 +251,6 @@ def _media_kind(name: str, mime: str | None) -> str:
         if mime and mime.startswith(prefix):
             return kind
     return "document"
-
-
-def _split_sender(body: str) -> tuple[str | None, str]:
-    """("Ana", "hello") from "Ana: hello"; (None, the line) for a system line, which has no sender (Android)."""
-    sender, sep, rest = body.partition(": ")
-    if not sep or len(sender) > 80 or "\n" in sender:
-        return None, body
-    sender = sender.translate(_MARKS).strip()
-    return (sender or None), rest
 
 
 def detect_date_order(headers: list[tuple]) -> str:
