@@ -136,6 +136,7 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
     rows = out.messages
     append = rows.append
     content_keys = _CONTENT_KEYS.isdisjoint
+    mine = me is not None or owner is not None  # else no message is the exporter's
     for msg in chat["messages"]:
         if not isinstance(msg, dict):
             out.unreadable.append(f"{label}: an entry of `messages` is not an object")
@@ -156,8 +157,8 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
                 sender_id = peers[peer_value] = bot_api_peer_id(peer_value)
         else:
             sender_id = None
-        sender_name = msg.get("from", msg.get("actor"))
-        if not (isinstance(sender_name, str) and sender_name):
+        sender_name = msg["from"] if "from" in msg else msg.get("actor")
+        if type(sender_name) is not str or not sender_name:
             sender_name = None
         if msg.get("type") == "service":
             message_type, media_id, mime = "service", None, None
@@ -167,8 +168,8 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
             text = msg.get("text")
             if type(text) is not str or not text:
                 text = plain_text(text)
-        is_me = (me is not None and me in (sender_name, msg.get("from_id"), sender_id)) or (
-            owner is not None and sender_id == owner)
+        is_me = mine and ((me is not None and me in (sender_name, msg.get("from_id"), sender_id)) or (
+            owner is not None and sender_id == owner))
         reply = msg.get("reply_to_message_id")
         reply_to = None
         if type(reply) is int:
