@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from chalicelib.schema import Message
+from chatlake.imports.rows import Row, as_messages
 
 SOURCE = "telegram"
 
@@ -41,9 +42,13 @@ NOT_INCLUDED = "(File not included."  # what the export writes instead of a path
 class Export:
     """What one export gives: rows, the chats they are from, and the messages that could not become rows."""
 
-    messages: list[Message] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # Message values (imports.rows)
     chats: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # a sentence each, naming the chat and message id
+
+    @property
+    def messages(self) -> list[Message]:
+        return as_messages(self.rows)
 
 
 class NotAnExport(ValueError):
@@ -133,8 +138,7 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
     title = None if chat_type == "private" else name
     times: dict[str, int | None] = {}
     peers: dict[Any, str | None] = {}
-    rows = out.messages
-    append = rows.append
+    append = out.rows.append
     content_keys = _CONTENT_KEYS.isdisjoint
     mine = me is not None or owner is not None  # else no message is the exporter's
     for msg in chat["messages"]:
@@ -177,19 +181,18 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
             reply_chat = chat_id if peer is None else (bot_api_peer_id(peer) or "")
             if reply_chat:
                 reply_to = f"{reply_chat}:{reply}"
-        # positional, in the field order of Message: source, message_id, sent_at, chat_id, chat_type, message_type,
-        # raw_key, edited_at, chat_title, sender_id, sender_name, sender_username, sender_phone, text, media_id,
-        # media_mime_type, reply_to_message_id, is_edit, direction
+        # a row in Message field order: source, message_id, sent_at, chat_id, chat_type, message_type, raw_key,
+        # edited_at, chat_title, sender_id, sender_name, sender_username, sender_phone, text, media_id,
+        # media_mime_type, reply_to_message_id, is_edit, direction, account_id
         message_id = f"{chat_id}:{number}"
         direction = "out" if is_me else "in"
-        append(Message(SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, None, title,
-                       sender_id, sender_name, None, None, text, media_id, mime, reply_to, False, direction))
+        append((SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, None, title, sender_id,
+                sender_name, None, None, text, media_id, mime, reply_to, False, direction, None))
         if "edited_unixtime" in msg or "edited" in msg:
             edited_at = _millis(msg, "edited", zone, times)
             if edited_at is not None:  # the export holds the last version only: the original, and that version
-                append(Message(SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, edited_at,
-                               title, sender_id, sender_name, None, None, text, media_id, mime, reply_to, True,
-                               direction))
+                append((SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, edited_at, title,
+                        sender_id, sender_name, None, None, text, media_id, mime, reply_to, True, direction, None))
 
 
 def _kind(msg: dict[str, Any]) -> tuple[str, str | None, str | None]:

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, tzinfo
 from itertools import pairwise
 
 from chalicelib.schema import Message
+from chatlake.imports.rows import Row, as_messages
 
 SOURCE = "whatsapp"
 ID_PREFIX = "wa-export:"
@@ -72,9 +73,13 @@ class Export:
     chat: str
     chat_type: str
     date_order: str
-    messages: list[Message] = field(default_factory=list)
-    attachments: dict[str, Message] = field(default_factory=dict)  # file name in the .zip -> its row
+    rows: list[Row] = field(default_factory=list)  # Message values (imports.rows)
+    attachments: dict[str, Row] = field(default_factory=dict)  # file name in the .zip -> its row
     unreadable: list[tuple[int, str]] = field(default_factory=list)  # (line number, the line)
+
+    @property
+    def messages(self) -> list[Message]:
+        return as_messages(self.rows)
 
 
 def chat_name_of(file_name: str) -> str | None:
@@ -159,8 +164,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     title = chat if chat_type == "group" else None
     ranks: dict[tuple, int] = {}
     phones: dict[str, str | None] = {}
-    rows = out.messages
-    add = rows.append
+    add = out.rows.append
     sha256 = hashlib.sha256
     total = len(heads)
     for done, (_number, header, sender, rest) in enumerate(heads, 1):
@@ -184,18 +188,17 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
             if phone is False:
                 phone = phones[sender] = phone_digits(sender)
         direction = "out" if is_me else "in"
-        # positional, in the field order of Message: source, message_id, sent_at, chat_id, chat_type, message_type,
-        # raw_key, edited_at, chat_title, sender_id, sender_name, sender_username, sender_phone, text, media_id,
-        # media_mime_type, reply_to_message_id, is_edit, direction
+        # a row in Message field order: source, message_id, sent_at, chat_id, chat_type, message_type, raw_key,
+        # edited_at, chat_title, sender_id, sender_name, sender_username, sender_phone, text, media_id,
+        # media_mime_type, reply_to_message_id, is_edit, direction, account_id
         if is_edit:  # the edit marker: the original, and the version it shows (the export does not say when)
-            add(Message(SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, None, title,
-                        phone or sender, sender, None, phone, text, media_id, mime, None, False, direction))
-        m = Message(SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key,
-                    sent_at if is_edit else None, title, phone or sender, sender, None, phone, text, media_id, mime,
-                    None, is_edit, direction)
-        add(m)
+            add((SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, None, title,
+                 phone or sender, sender, None, phone, text, media_id, mime, None, False, direction, None))
+        row = (SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, sent_at if is_edit else None,
+               title, phone or sender, sender, None, phone, text, media_id, mime, None, is_edit, direction, None)
+        add(row)
         if media_id is not None:
-            out.attachments[media_id] = m
+            out.attachments[media_id] = row
         if progress is not None and done % 10000 == 0:
             progress(done, total)
     return out
