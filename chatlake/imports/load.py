@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -333,9 +334,7 @@ class Held:
         return any(f in self.fingerprints for f in export_fingerprints(r))
 
 
-def _version(r: Row) -> tuple:
-    """(source, message_id, edited_at): one version of one message."""
-    return r[SOURCE], r[MESSAGE_ID], r[EDITED_AT]
+_version = itemgetter(SOURCE, MESSAGE_ID, EDITED_AT)  # a row's (source, message_id, edited_at): one version
 
 
 def export_fingerprints(r: Row) -> Iterable[tuple]:
