@@ -140,9 +140,10 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
             unreadable.append((number, line))
     order = date_order or detect_date_order([fields[h[1]] for h in heads])
     stamps: dict[str, tuple[str, int] | None] = {}  # a header as written -> (local time as ISO text, ms UTC)
+    offsets: dict[tuple[int, int], int | None] = {}
     for header, f in fields.items():
         local = _local_time(f, order)
-        stamps[header] = None if local is None else (local.isoformat(), _utc_millis(local, zone))
+        stamps[header] = None if local is None else (local.isoformat(), _utc_millis(local, zone, offsets))
     out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
     senders: set[str] = set()
     group_hint = False
@@ -304,11 +305,34 @@ def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
         return None
 
 
-def _utc_millis(local: datetime, zone: tzinfo) -> int:
-    """ms since the epoch of a local time of `zone` (the earlier of a repeated hour)."""
+def _utc_millis(local: datetime, zone: tzinfo, offsets: dict[tuple[int, int], int | None] | None = None) -> int:
+    """ms since the epoch of a local time of `zone` (the earlier of a repeated hour). `offsets` keeps the zone's
+    offset per local hour: asking the zone costs more than the rest, and a chat has many messages an hour."""
+    if offsets is not None:
+        day = local.toordinal()
+        offset = offsets.get((day, local.hour), False)
+        if offset is False:
+            offset = offsets[day, local.hour] = _hour_offset(local, zone)
+        if offset is not None:
+            return ((day - _EPOCH_ORDINAL) * 86400 + local.hour * 3600 + local.minute * 60 + local.second
+                    - offset) * 1000
     aware = local.replace(tzinfo=zone)
-    offset = aware.utcoffset() or timedelta(0)
-    return int((local - offset - datetime(1970, 1, 1)).total_seconds()) * 1000
+    offset_delta = aware.utcoffset() or timedelta(0)
+    return int((local - offset_delta - datetime(1970, 1, 1)).total_seconds()) * 1000
+
+
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+
+
+def _hour_offset(local: datetime, zone: tzinfo) -> int | None:
+    """The offset (whole seconds) of every time of the local hour of `local`: the same at its first and last
+    second (zones change offset at most once in an hour); None where it changes within the hour, or has a
+    fraction of a second (asked time by time then)."""
+    first = local.replace(minute=0, second=0, tzinfo=zone).utcoffset() or timedelta(0)
+    last = local.replace(minute=59, second=59, tzinfo=zone).utcoffset() or timedelta(0)
+    if first != last or first.microseconds:
+        return None
+    return first.days * 86400 + first.seconds
 
 
 def attachment_kind(name: str) -> str:
