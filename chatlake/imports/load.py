@@ -276,7 +276,7 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Row], attachmen
     total, done = result.imported, 0
     previous = _previous_days(storage, result.source, digest)
     written: set[date] = set()
-    for day, body, n in parquet_by_day(keep):
+    for day, body, n in parquet_by_day(keep, days):
         storage.put(layout.import_part_key("messages", day, digest), body)
         written.add(day)
         done += n
@@ -297,14 +297,14 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Row], attachmen
 def _new_rows(rows: list[Row], held: Held, result: ImportResult) -> list[Row]:
     """The rows the lake does not hold yet, each version once (the first by day sent, then file order);
     `result.duplicates` counts the others."""
-    versions = list(map(_version, rows))
-    if not held.versions and not held.fingerprints and len(set(versions)) == len(versions):
+    if not held.versions and not held.fingerprints and len(set(map(_version, rows))) == len(rows):
         return rows  # a fresh lake, and no version twice: nothing to compare (most first imports)
     order = sorted(range(len(rows)), key=lambda i: rows[i][SENT_AT] // DAY_MS)  # stable: file order within a day
     keep: list[Row] = []
     seen: set[tuple] = set()
     for i in order:
-        r, version = rows[i], versions[i]
+        r = rows[i]
+        version = _version(r)
         if version in seen or held.has(r):
             result.duplicates += 1
             continue

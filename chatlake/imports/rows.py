@@ -46,13 +46,16 @@ def of_messages(messages: list[Message]) -> list[Row]:
     return list(map(_values, messages))
 
 
-def parquet_by_day(rows: list[Row]) -> Iterator[tuple[date, bytes, int]]:
-    """(day sent, the day's `messages` Parquet file, its rows), day by day in order."""
+def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, bytes, int]]:
+    """(day sent, the day's `messages` Parquet file, its rows), day by day in order. `days`: the rows sent on each
+    day (days since the epoch), which the caller has counted already."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from chalicelib import etl
 
+    if sum(days.values()) != len(rows):
+        raise ValueError(f"{len(rows)} rows, but {sum(days.values())} counted by day")
     if not rows:
         return
     schema = etl.arrow_schema("messages")
@@ -62,12 +65,12 @@ def parquet_by_day(rows: list[Row]) -> Iterator[tuple[date, bytes, int]]:
     # Sorted as a whole by the ETL's keys (sent_at first), each day's rows are one slice, in the order the day's
     # own sort gives them: the keys leave no ties (the import keeps one row per source, message id and edit).
     table = pa.Table.from_arrays(arrays, schema=schema).sort_by([(k, "ascending") for k in etl.SORT_KEYS["messages"]])
-    counts = Counter(sent_at // DAY_MS for sent_at in columns[SENT_AT])
     offset = 0
-    for day in sorted(counts):
-        n = counts[day]
+    for day in sorted(days):
+        n = days[day]
         buffer = io.BytesIO()
         pq.write_table(table.slice(offset, n), buffer, compression="zstd", use_dictionary=True,
                        write_statistics=True)
         offset += n
         yield EPOCH_DAY + timedelta(days=day), buffer.getvalue(), n
+

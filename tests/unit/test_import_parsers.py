@@ -219,7 +219,7 @@ def test_bot_api_ids():
 def test_the_import_writes_the_files_the_etl_writer_would():
     """`rows.parquet_by_day` converts and sorts all days at once: each day's file must still be, byte for byte,
     what `etl.to_parquet` writes for that day's rows (the same schema, order and writer options)."""
-    from collections import defaultdict
+    from collections import Counter, defaultdict
 
     from chalicelib import etl
     from chatlake.imports import rows as import_rows
@@ -231,9 +231,18 @@ def test_the_import_writes_the_files_the_etl_writer_would():
     by_day = defaultdict(list)
     for r in mixed:
         by_day[import_rows.day_of(r[import_rows.SENT_AT])].append(r)
-    written = list(import_rows.parquet_by_day(mixed))
+    def days(rows):
+        return Counter(r[import_rows.SENT_AT] // import_rows.DAY_MS for r in rows)
+
+    written = list(import_rows.parquet_by_day(mixed, days(mixed)))
     assert [(day, n) for day, _, n in written] == sorted((d, len(v)) for d, v in by_day.items())
     assert len(written) >= 5 and any(n == 1 for _, _, n in written) and any(n > 5 for _, _, n in written)
     for day, body, _ in written:
         assert body == etl.to_parquet("messages", import_rows.as_messages(by_day[day])), day
-    assert list(import_rows.parquet_by_day([])) == []
+    # one chat: columns with one value throughout (chat id, type, title; fields never filled)
+    one_chat = tg("telegram_single_supergroup.json").rows
+    [(day, body, n)] = import_rows.parquet_by_day(one_chat, days(one_chat))
+    assert n == len(one_chat) and body == etl.to_parquet("messages", import_rows.as_messages(one_chat))
+    assert list(import_rows.parquet_by_day([], Counter())) == []
+    with pytest.raises(ValueError, match="counted by day"):
+        list(import_rows.parquet_by_day(one_chat, Counter({day.toordinal(): 1})))
