@@ -18,12 +18,12 @@ import hashlib
 import mimetypes
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from functools import lru_cache
 from itertools import pairwise
 
 from chalicelib.schema import Message
+from chatlake.imports.rows import Row, as_messages
 
 SOURCE = "whatsapp"
 ID_PREFIX = "wa-export:"
@@ -73,16 +73,13 @@ class Export:
     chat: str
     chat_type: str
     date_order: str
-    messages: list[Message] = field(default_factory=list)
-    attachments: dict[str, Message] = field(default_factory=dict)  # file name in the .zip -> its row
+    rows: list[Row] = field(default_factory=list)  # Message values (imports.rows)
+    attachments: dict[str, Row] = field(default_factory=dict)  # file name in the .zip -> its row
     unreadable: list[tuple[int, str]] = field(default_factory=list)  # (line number, the line)
 
-
-@dataclass(slots=True)
-class _Line:
-    number: int
-    fields: tuple[str, ...]  # the regex groups
-    text: list[str]  # the first line's text, then continuation lines
+    @property
+    def messages(self) -> list[Message]:
+        return as_messages(self.rows)
 
 
 def chat_name_of(file_name: str) -> str | None:
@@ -103,107 +100,114 @@ def phone_digits(name: str | None) -> str | None:
     return digits if 7 <= len(digits) <= 15 else None
 
 
-@lru_cache(maxsize=4096)
-def _phone_of(sender: str) -> str | None:
-    return phone_digits(sender)
-
-
 def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None = None,
           date_order: str | None = None, progress: Callable[[int, int], None] | None = None) -> Export:
     """The rows of an export's text. `chat`: its name (from the file name, or given); `zone`: the exporting
     phone's time zone; `me`: the exporter's name as the export shows it (their messages are `direction` out).
-    Raises DateOrderUnknown when the file cannot tell day/month from month/day and `date_order` is not given."""
+    Raises DateOrderUnknown when the file cannot tell day/month from month/day and `date_order` is not given.
+
+    Two passes, each as lean as it can be (an export can hold millions of lines): the lines into messages (their
+    header, sender and text), then the rows, once the date order and whether the chat is a group are known. A
+    header's time is converted once per distinct header, not once per message."""
     text = data.decode("utf-8", errors="replace")
     lines = text.translate({0xFEFF: None}).splitlines()
-    headers: list[_Line] = []
+    # per message: (line number, its header as written, sender or None, the text after "sender: " on its line)
+    heads: list[tuple[int, str, str | None, str]] = []
+    more: dict[int, list[str]] = {}  # index in heads -> the lines continuing its text
+    fields: dict[str, tuple] = {}  # a header as written -> its regex groups
+    clean: dict[str, str | None] = {}  # a sender as written -> without direction marks
     unreadable: list[tuple[int, str]] = []
     match = _HEADER.match
+    append = heads.append
     for number, line in enumerate(lines, 1):
         m = match(line)
         if m is not None:
-            headers.append(_Line(number, m.groups(), [m.group(9)]))
-        elif headers:
-            headers[-1].text.append(line)
+            at = m.start(9)
+            header, first = line[:at], line[at:]
+            if header not in fields:
+                fields[header] = m.groups()
+            sender, sep, rest = first.partition(": ")  # "Ana: hello"; a system line has no sender (Android)
+            if sep and len(sender) <= 80:
+                name = clean.get(sender, False)
+                if name is False:
+                    name = clean[sender] = sender.translate(_MARKS).strip() or None
+                append((number, header, name, rest))
+            else:
+                append((number, header, None, first))
+        elif heads:
+            more.setdefault(len(heads) - 1, []).append(line)
         elif line.strip():
             unreadable.append((number, line))
-    order = date_order or detect_date_order(headers)
+    order = date_order or detect_date_order([fields[h[1]] for h in heads])
+    stamps: dict[str, tuple[str, int] | None] = {}  # a header as written -> (local time as ISO text, ms UTC)
+    offsets: dict[tuple[int, int], int | None] = {}
+    for header, f in fields.items():
+        local = _local_time(f, order)
+        stamps[header] = None if local is None else (local.isoformat(), _utc_millis(local, zone, offsets))
     out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
     senders: set[str] = set()
     group_hint = False
-    parsed: list[tuple[_Line, datetime, str | None, str]] = []
-    stamp_cache: dict[tuple, datetime | None] = {}
-    for line in headers:
-        f = line.fields
-        key = (f[0], f[2], f[3], f[4], f[5], f[6], f[7])
-        local = stamp_cache.get(key, False)
-        if local is False:
-            local = stamp_cache[key] = _local_time(f, order)
-        if local is None:
-            unreadable.append((line.number, lines[line.number - 1]))
-            continue
-        body = "\n".join(line.text)
-        sender, content = _split_sender(body)
-        if sender is not None:
+    for i, (number, header, sender, rest) in enumerate(heads):
+        if stamps[header] is None:
+            unreadable.append((number, lines[number - 1]))
+        elif sender is not None:
             senders.add(sender)
-        elif any(p in content.lower() for p in (" added ", " created group", " joined using", " left")):
+        elif any(p in _joined(rest, more.get(i)).lower() for p in (" added ", " created group", " joined using",
+                                                                   " left")):
             group_hint = True
-        parsed.append((line, local, sender, content))
     unreadable.sort()
     others = senders - {me, chat}
     if group_hint or len(others) > 1:
         out.chat_type = "group"
-    chat_phone = phone_digits(chat) if out.chat_type == "private" else None
+    chat_type = out.chat_type
+    chat_phone = phone_digits(chat) if chat_type == "private" else None
     chat_id = chat_phone or chat
+    title = chat if chat_type == "group" else None
     ranks: dict[tuple, int] = {}
-    utc_cache: dict[datetime, int] = {}
-    total = len(parsed)
-    for done, (_line, local, sender, content) in enumerate(parsed, 1):
-        sent_at = utc_cache.get(local)
-        if sent_at is None:
-            sent_at = utc_cache[local] = _utc_millis(local, zone)
-        m = _row(out, chat_id, chat_phone, raw_key, sent_at, local, sender, content, me, ranks)
+    phones: dict[str, str | None] = {}
+    add = out.rows.append
+    sha256 = hashlib.sha256
+    total = len(heads)
+    for done, (_number, header, sender, rest) in enumerate(heads, 1):
+        stamp = stamps[header]
+        if stamp is None:
+            continue
+        iso, sent_at = stamp
+        content = rest if done - 1 not in more else _joined(rest, more[done - 1])
+        message_type, text, media_id, mime, is_edit = _content(content, sender is None)
+        if message_type == "system":
+            sender = None  # iOS puts the chat's name where a sender would be: the app wrote it, nobody in the chat
+        is_me = sender is not None and sender == me
+        identity = (iso, sender or "", content)
+        rank = ranks[identity] = ranks.get(identity, 0) + 1
+        digest = sha256("\x00".join((chat_id, *identity, str(rank))).encode("utf-8", "surrogatepass"))
+        message_id = ID_PREFIX + digest.hexdigest()[:40]
+        if is_me or sender is None:
+            phone = None
+        else:
+            phone = phones.get(sender, False)  # type: ignore[arg-type]
+            if phone is False:
+                phone = phones[sender] = phone_digits(sender)
+        direction = "out" if is_me else "in"
+        # a row in Message field order: source, message_id, sent_at, chat_id, chat_type, message_type, raw_key,
+        # edited_at, chat_title, sender_id, sender_name, sender_username, sender_phone, text, media_id,
+        # media_mime_type, reply_to_message_id, is_edit, direction, account_id
+        if is_edit:  # the edit marker: the original, and the version it shows (the export does not say when)
+            add((SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, None, title,
+                 phone or sender, sender, None, phone, text, media_id, mime, None, False, direction, None))
+        row = (SOURCE, message_id, sent_at, chat_id, chat_type, message_type, raw_key, sent_at if is_edit else None,
+               title, phone or sender, sender, None, phone, text, media_id, mime, None, is_edit, direction, None)
+        add(row)
+        if media_id is not None:
+            out.attachments[media_id] = row
         if progress is not None and done % 10000 == 0:
             progress(done, total)
-        if m is not None and m.is_edit:  # the edit marker: the original and the version it shows
-            out.messages.append(replace(m, is_edit=False, edited_at=None))
-            out.messages.append(m)
-        elif m is not None:
-            out.messages.append(m)
     return out
 
 
-def _row(out: Export, chat_id: str, chat_phone: str | None, raw_key: str, sent_at: int, local: datetime,
-         sender: str | None, content: str, me: str | None, ranks: dict[tuple, int]) -> Message | None:
-    message_type, text, media_id, mime, is_edit = _content(content, sender is None)
-    if message_type == "system":
-        sender = None  # iOS puts the chat's name where a sender would be: the app wrote it, nobody in the chat
-    is_me = sender is not None and me is not None and sender == me
-    identity = (local.isoformat(), sender or "", content)
-    rank = ranks[identity] = ranks.get(identity, 0) + 1
-    digest = hashlib.sha256("\x00".join((chat_id, *identity, str(rank))).encode("utf-8", "surrogatepass"))
-    phone = None if is_me or sender is None else _phone_of(sender)
-    m = Message(
-        source=SOURCE,
-        message_id=ID_PREFIX + digest.hexdigest()[:40],
-        sent_at=sent_at,
-        chat_id=chat_id,
-        chat_type=out.chat_type,
-        message_type=message_type,
-        raw_key=raw_key,
-        edited_at=sent_at if is_edit else None,  # the export does not say when: the message's own time
-        chat_title=out.chat if out.chat_type == "group" else None,
-        sender_id=phone or sender,
-        sender_name=sender,
-        sender_phone=phone,
-        text=text,
-        media_id=media_id,
-        media_mime_type=mime,
-        is_edit=is_edit,
-        direction="out" if is_me else "in",
-    )
-    if media_id is not None:
-        out.attachments[media_id] = m
-    return m
+def _joined(first: str, continued: list[str] | None) -> str:
+    """A message's text: its first line's, and the lines that continue it."""
+    return first if continued is None else "\n".join([first, *continued])
 
 
 def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None, str | None, bool]:
@@ -211,24 +215,27 @@ def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None
     is_edit = False
     if content.endswith(EDITED_MARK):
         content, is_edit = content[: -len(EDITED_MARK)].rstrip(), True
-    plain = (content.translate(_MARKS) if _has_marks(content) else content).strip()
+    # the marks are all outside ASCII: most messages need no search for them
+    plain = (content if content.isascii() or not _has_marks(content) else content.translate(_MARKS)).strip()
     if no_sender:
         return "system", plain or None, None, None, False
     lowered = plain.lower() if len(plain) < 40 or content.startswith("\u200e") else ""
     if content.startswith("\u200e") and any(p in lowered for p in SYSTEM_PHRASES):
         return "system", plain, None, None, False  # iOS: the app's lines carry the chat's name and a U+200E
-    kind = OMITTED.get(lowered)
-    if kind is not None:
-        return kind, None, None, None, is_edit
-    if lowered in DELETED:
-        return "revoke", None, None, None, False
-    first, _, caption = plain.partition("\n")
-    m = (_ATTACHED.search(first) if "<attached: " in first else
-         _FILE_ATTACHED.match(first) if first.endswith(" (file attached)") else None)
-    if m is not None:
-        name = m.group(1).strip()
-        mime = mimetypes.guess_type(name)[0]
-        return _media_kind(name, mime), caption.strip() or None, name, mime, is_edit
+    if lowered:
+        kind = OMITTED.get(lowered)
+        if kind is not None:
+            return kind, None, None, None, is_edit
+        if lowered in DELETED:
+            return "revoke", None, None, None, False
+    if "<attached: " in plain or " (file attached)" in plain:
+        first, _, caption = plain.partition("\n")
+        m = (_ATTACHED.search(first) if "<attached: " in first else
+             _FILE_ATTACHED.match(first) if first.endswith(" (file attached)") else None)
+        if m is not None:
+            name = m.group(1).strip()
+            mime = mimetypes.guess_type(name)[0]
+            return _media_kind(name, mime), caption.strip() or None, name, mime, is_edit
     return "text", plain or None, None, None, is_edit
 
 
@@ -250,30 +257,21 @@ def _media_kind(name: str, mime: str | None) -> str:
     return "document"
 
 
-def _split_sender(body: str) -> tuple[str | None, str]:
-    """("Ana", "hello") from "Ana: hello"; (None, the line) for a system line, which has no sender (Android)."""
-    sender, sep, rest = body.partition(": ")
-    if not sep or len(sender) > 80 or "\n" in sender:
-        return None, body
-    sender = sender.translate(_MARKS).strip()
-    return (sender or None), rest
-
-
-def detect_date_order(headers: list[_Line]) -> str:
+def detect_date_order(headers: list[tuple]) -> str:
     """dmy or mdy (or ymd) from the whole file: a first number over 12 is a day, a second over 12 is a day; else
     the order under which the chat runs forward in time; else DateOrderUnknown."""
     if not headers:
         return "dmy"
-    if any(len(h.fields[0]) == 4 for h in headers):
+    if any(len(f[0]) == 4 for f in headers):
         return "ymd"
-    first = any(int(h.fields[0]) > 12 for h in headers)
-    second = any(int(h.fields[2]) > 12 for h in headers)
+    first = any(int(f[0]) > 12 for f in headers)
+    second = any(int(f[2]) > 12 for f in headers)
     if first != second:
         return "dmy" if first else "mdy"
     if not first:
         backwards = {}
         for order in ("dmy", "mdy"):
-            stamps = [_local_time(h.fields, order) for h in headers]
+            stamps = [_local_time(f, order) for f in headers]
             known = [s for s in stamps if s is not None]
             backwards[order] = sum(1 for a, b in pairwise(known) if b < a)
         if backwards["dmy"] != backwards["mdy"] and min(backwards.values()) == 0:
@@ -307,11 +305,34 @@ def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
         return None
 
 
-def _utc_millis(local: datetime, zone: tzinfo) -> int:
-    """ms since the epoch of a local time of `zone` (the earlier of a repeated hour)."""
+def _utc_millis(local: datetime, zone: tzinfo, offsets: dict[tuple[int, int], int | None] | None = None) -> int:
+    """ms since the epoch of a local time of `zone` (the earlier of a repeated hour). `offsets` keeps the zone's
+    offset per local hour: asking the zone costs more than the rest, and a chat has many messages an hour."""
+    if offsets is not None:
+        day = local.toordinal()
+        offset = offsets.get((day, local.hour), False)
+        if offset is False:
+            offset = offsets[day, local.hour] = _hour_offset(local, zone)
+        if offset is not None:
+            return ((day - _EPOCH_ORDINAL) * 86400 + local.hour * 3600 + local.minute * 60 + local.second
+                    - offset) * 1000
     aware = local.replace(tzinfo=zone)
-    offset = aware.utcoffset() or timedelta(0)
-    return int((local - offset - datetime(1970, 1, 1)).total_seconds()) * 1000
+    offset_delta = aware.utcoffset() or timedelta(0)
+    return int((local - offset_delta - datetime(1970, 1, 1)).total_seconds()) * 1000
+
+
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+
+
+def _hour_offset(local: datetime, zone: tzinfo) -> int | None:
+    """The offset (whole seconds) of every time of the local hour of `local`: the same at its first and last
+    second (zones change offset at most once in an hour); None where it changes within the hour, or has a
+    fraction of a second (asked time by time then)."""
+    first = local.replace(minute=0, second=0, tzinfo=zone).utcoffset() or timedelta(0)
+    last = local.replace(minute=59, second=59, tzinfo=zone).utcoffset() or timedelta(0)
+    if first != last or first.microseconds:
+        return None
+    return first.days * 86400 + first.seconds
 
 
 def attachment_kind(name: str) -> str:

@@ -211,3 +211,38 @@ def test_bot_api_ids():
     assert telegram_export.bot_api_chat_id(-1001234567890, "supergroup") == -1001234567890
     assert [telegram_export.bot_api_peer_id(v) for v in ("user1", "channel2", "chat3", "bot4", None)] == [
         "1", "-1002", "-3", None, None]
+
+
+# --- the rows' Parquet files ---------------------------------------------------------------------------------------
+
+
+def test_the_import_writes_the_files_the_etl_writer_would():
+    """`rows.parquet_by_day` converts and sorts all days at once: each day's file must still be, byte for byte,
+    what `etl.to_parquet` writes for that day's rows (the same schema, order and writer options)."""
+    from collections import Counter, defaultdict
+
+    from chalicelib import etl
+    from chatlake.imports import rows as import_rows
+
+    export_rows = (tg("telegram_full_export.json").rows + tg("telegram_single_supergroup.json").rows
+                   + wa("_chat.txt", chat="Book Club").rows
+                   + wa("WhatsApp Chat with +34 612 34 56 78.txt", me="Shop Owner").rows)
+    mixed = export_rows[1::2] + export_rows[::2]  # days interleaved, not in file order
+    by_day = defaultdict(list)
+    for r in mixed:
+        by_day[import_rows.day_of(r[import_rows.SENT_AT])].append(r)
+    def days(rows):
+        return Counter(r[import_rows.SENT_AT] // import_rows.DAY_MS for r in rows)
+
+    written = list(import_rows.parquet_by_day(mixed, days(mixed)))
+    assert [(day, n) for day, _, n in written] == sorted((d, len(v)) for d, v in by_day.items())
+    assert len(written) >= 5 and any(n == 1 for _, _, n in written) and any(n > 5 for _, _, n in written)
+    for day, body, _ in written:
+        assert body == etl.to_parquet("messages", import_rows.as_messages(by_day[day])), day
+    # one chat: columns with one value throughout (chat id, type, title; fields never filled)
+    one_chat = tg("telegram_single_supergroup.json").rows
+    [(day, body, n)] = import_rows.parquet_by_day(one_chat, days(one_chat))
+    assert n == len(one_chat) and body == etl.to_parquet("messages", import_rows.as_messages(one_chat))
+    assert list(import_rows.parquet_by_day([], Counter())) == []
+    with pytest.raises(ValueError, match="counted by day"):
+        list(import_rows.parquet_by_day(one_chat, Counter({day.toordinal(): 1})))
