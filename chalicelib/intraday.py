@@ -74,24 +74,39 @@ def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
     return [(source, o) for source, objects in zip(layout.RAW_SOURCES, listed, strict=True) for o in objects]
 
 
-def new_objects(storage: Storage, day: date,
-                consumed: Callable[[], dict[str, set[str]]]) -> list[tuple[str, ObjectInfo]]:
-    """The day's raw deliveries no run consumed, with their receive times; `consumed` is asked once the day is
-    listed (the caller reads the run manifests meanwhile). A backend that can give the times of a few objects (a
-    folder) lists names only and stats the new ones; S3's listing has them anyway."""
-    mtimes = getattr(storage, "mtimes", None)
-    if mtimes is None:
+def new_objects(storage: Storage, day: date, manifests: Callable[[], list[runlog.Manifest]]
+                ) -> tuple[list[tuple[str, ObjectInfo]], dict[str, list[int]] | None]:
+    """The day's raw deliveries no run consumed, with their receive times, and the arrivals marks to record
+    (`runlog`). `manifests` is asked when needed (the caller reads them meanwhile).
+
+    A folder lake answers from its arrivals journals, from where the latest run left them: a few lines
+    instead of the day's 100k names (listing them is most of a run that finds 1% new). When a journal cannot
+    answer (`FolderStorage.arrivals`), or no run left marks yet, the day is listed: the marks are taken first, so
+    the next run can start from them. S3 has no journal: its listing (which carries the times) is diffed."""
+    arrivals = getattr(storage, "arrivals", None)
+    if arrivals is None:
         listed = raw_objects(storage, day)
-        seen = consumed()
-        return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())]
-    listed = [(source, list(storage.keys(layout.raw_prefix(source, day)))) for source in layout.RAW_SOURCES]
-    seen = consumed()
-    new = []
-    for source, keys in listed:  # 100k names a day: a slice, not a call, per name
-        cut, names = len(layout.raw_prefix(source, day)), seen.get(source, ())
-        new += [(source, key) for key in keys if key.endswith(".json") and key[cut:-5] not in names]
-    times = mtimes([k for _, k in new])
-    return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times]
+        seen = runlog.consumed_names(manifests())
+        return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())], None
+    runs = manifests()
+    seen = runlog.consumed_names(runs)
+    marks = runlog.arrival_marks(runs) or {}
+    tails = {source: arrivals(layout.raw_prefix(source, day), marks[source])
+             for source in layout.RAW_SOURCES if source in marks}
+    if len(tails) == len(layout.RAW_SOURCES) and None not in tails.values():
+        new = sorted((source, layout.raw_prefix(source, day) + name)  # key order, as a listing gives them
+                     for source, (names, _) in tails.items() for name in set(names)
+                     if name.endswith(".json") and name[:-5] not in seen.get(source, ()))
+        ends = {source: list(end) for source, (_, end) in tails.items()}
+    else:
+        ends = runlog.marks_now(storage, day)
+        new = []
+        for source in layout.RAW_SOURCES:  # 100k names a day: a slice, not a call, per name
+            cut, names = len(layout.raw_prefix(source, day)), seen.get(source, ())
+            new += [(source, key) for key in storage.keys(layout.raw_prefix(source, day))
+                    if key.endswith(".json") and key[cut:-5] not in names]
+    times = storage.mtimes([k for _, k in new])
+    return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times], ends
 
 
 def visible_files(storage: Storage, day: date) -> list[tuple[str, Any]]:
@@ -150,7 +165,7 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
     # listed; the earlier days' versions and the visible files' key columns while the new deliveries are read.
     with ThreadPoolExecutor(2, thread_name_prefix="intraday") as pool:
         manifests = pool.submit(runlog.read_all, storage, day)
-        new = new_objects(storage, day, lambda: runlog.consumed_names(manifests.result()))
+        new, marks = new_objects(storage, day, manifests.result)
         if not new:
             result.seconds = time.perf_counter() - started
             return result
@@ -186,7 +201,7 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
         finished_at=finished.isoformat(timespec="seconds"), seconds=result.seconds,
         consumed=runlog.consumed_by([(source, o.key) for source, o in new]),
         rows={t: len(r) for t, r in added.items()}, files=result.files,
-        newest_raw_at=max(times), oldest_raw_at=min(times)))
+        newest_raw_at=max(times), oldest_raw_at=min(times), arrivals=marks))
     for w in result.warnings:
         log.warning("%s", w)
     log.info("%s", result.summary())
