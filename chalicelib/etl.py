@@ -326,8 +326,9 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
                               days)
     need = [d for d, found in zip(days, stored, strict=True) if found is None]
     listed = dict(zip(need, list_raws(storage, need, listings), strict=True))
-    checked = dict(zip(need, side_by_side(storage, lambda d: read_versions(storage, listed[d], mark), need),
-                       strict=True))
+    # An intraday run's lenient read above found nothing usable: a strict one would not either (no second GET).
+    checked = dict.fromkeys(need) if provisional else dict(zip(
+        need, side_by_side(storage, lambda d: read_versions(storage, listed[d], mark), need), strict=True))
     for d, found in zip(days, stored, strict=True):
         if found is None:
             listing = listed[d]
