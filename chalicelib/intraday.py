@@ -21,7 +21,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -89,16 +89,18 @@ def new_objects(storage: Storage, day: date, manifests: Callable[[], list[runlog
         seen = runlog.consumed_names(manifests())
         return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())], None
     runs = manifests()
-    seen = runlog.consumed_names(runs)
     marks = runlog.arrival_marks(runs) or {}
     tails = {source: arrivals(layout.raw_prefix(source, day), marks[source])
              for source in layout.RAW_SOURCES if source in marks}
     if len(tails) == len(layout.RAW_SOURCES) and None not in tails.values():
-        new = sorted((source, layout.raw_prefix(source, day) + name)  # key order, as a listing gives them
-                     for source, (names, _) in tails.items() for name in set(names)
-                     if name.endswith(".json") and name[:-5] not in seen.get(source, ()))
+        new = []
+        for source, (names, _) in tails.items():  # a retry noted again, or what a full run listed after its mark
+            names = {name[:-5] for name in names if name.endswith(".json")}
+            names -= runlog.consumed_among(runs, source, names)
+            new += [(source, f"{layout.raw_prefix(source, day)}{name}.json") for name in sorted(names)]
         ends = {source: list(end) for source, (_, end) in tails.items()}
     else:
+        seen = runlog.consumed_names(runs)
         ends = runlog.marks_now(storage, day)
         new = []
         for source in layout.RAW_SOURCES:  # 100k names a day: a slice, not a call, per name
@@ -154,6 +156,19 @@ def visible_keys(found: list[tuple[str, Any]], rows: etl.DayRows) -> tuple[set[t
     return messages, statuses, rejected
 
 
+class _Inline:
+    """`submit` that calls at once: on a folder the requests do not wait on a network, and threads would only
+    take turns at the GIL with the parsing."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except Exception as e:  # handed to the caller by `result()`, as a pool's future would
+            done.set_exception(e)
+        return done
+
+
 def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
                 window: int = etl.DEFAULT_RETRY_WINDOW_DAYS, now: datetime | None = None,
                 listings: dict[date, etl.RawListing] | None = None) -> RefreshResult:
@@ -163,7 +178,8 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
     result = RefreshResult(day)
     # Independent requests overlap (on S3 each is a round trip or more): the run manifests while the day is
     # listed; the earlier days' versions and the visible files' key columns while the new deliveries are read.
-    with ThreadPoolExecutor(2, thread_name_prefix="intraday") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="intraday") as threads:
+        pool = threads if storage.parallel_reads > 1 else _Inline()
         manifests = pool.submit(runlog.read_all, storage, day)
         new, marks = new_objects(storage, day, manifests.result)
         if not new:
@@ -188,8 +204,12 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
              for table, table_rows in added.items() if table_rows}
     # one new file per table, each in one write (side by side: they are independent); the next full run
     # replaces them. The manifest only after all of them.
-    with ThreadPoolExecutor(max(1, len(files))) as pool:
-        list(pool.map(lambda item: storage.put(*item), files.items()))
+    if storage.parallel_reads > 1:
+        with ThreadPoolExecutor(max(1, len(files))) as pool:
+            list(pool.map(lambda item: storage.put(*item), files.items()))
+    else:
+        for item in files.items():
+            storage.put(*item)
     result.files = {t: layout.intraday_part_key(t, day, result.run) for t, r in added.items() if r}
     result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rejects)
     times = [o.mtime for _, o in new]

@@ -19,6 +19,7 @@ Format 1 manifests (a list of names per source) are still read.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -56,7 +57,7 @@ class Manifest:
     started_at: str
     finished_at: str
     seconds: float
-    consumed: dict[str, list[str]] = field(default_factory=dict)  # source -> raw names
+    consumed: dict[str, list[str]] = field(default_factory=dict)  # source -> raw names (sorted when read)
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows added (full: rows written)
     files: dict[str, str] = field(default_factory=dict)  # table -> key of the file it wrote
     newest_raw_at: float | None = None  # receive time (object mtime) of the newest delivery it consumed
@@ -86,7 +87,7 @@ class Manifest:
         if not isinstance(d, dict) or d.get("format") not in READABLE_FORMATS:
             raise ValueError("not a chatlake run manifest of a known format")
         consumed = {source: names.split("\n") if names else [] for source, names in d["consumed"].items()} \
-            if d["format"] == 2 else dict(d["consumed"])
+            if d["format"] == 2 else {source: sorted(names) for source, names in d["consumed"].items()}
         arrivals = d.get("arrivals")
         return cls(run=d["run"], kind=d["kind"], day=date.fromisoformat(d["day"]), started_at=d["started_at"],
                    finished_at=d["finished_at"], seconds=float(d["seconds"]), consumed=consumed,
@@ -151,6 +152,19 @@ def consumed_names(manifests: list[Manifest]) -> dict[str, set[str]]:
         for source, consumed in m.consumed.items():
             names.setdefault(source, set()).update(consumed)
     return names
+
+
+def consumed_among(manifests: list[Manifest], source: str, names: set[str]) -> set[str]:
+    """Which of a few `names` of `source` some manifest (read by `read_all`: its names sorted) says a run
+    consumed: a binary search in each, where `consumed_names` would build a set of the day's 100k."""
+    found = set()
+    for m in manifests:
+        consumed = m.consumed.get(source, ())
+        for name in names:
+            at = bisect_left(consumed, name)
+            if at < len(consumed) and consumed[at] == name:
+                found.add(name)
+    return found
 
 
 def arrival_marks(manifests: list[Manifest]) -> dict[str, tuple[int, int]] | None:
