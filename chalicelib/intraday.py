@@ -74,10 +74,11 @@ def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
     return [(source, o) for source, objects in zip(layout.RAW_SOURCES, listed, strict=True) for o in objects]
 
 
-def new_objects(storage: Storage, day: date, manifests: Callable[[], list[runlog.Manifest]]
-                ) -> tuple[list[tuple[str, ObjectInfo]], dict[str, list[int]] | None]:
+def new_objects(storage: Storage, day: date, manifests: Callable[[], list[runlog.Manifest]], *,
+                journal: bool = True) -> tuple[list[tuple[str, ObjectInfo]], dict[str, list[int]] | None]:
     """The day's raw deliveries no run consumed, with their receive times, and the arrivals marks to record
-    (`runlog`). `manifests` is asked when needed (the caller reads them meanwhile).
+    (`runlog`). `manifests` is asked when needed (the caller reads them meanwhile). `journal=False` lists the
+    day even where a journal could answer (a refresh by hand also finds files copied in by other means).
 
     A folder lake answers from its arrivals journals, from where the latest run left them: a few lines
     instead of the day's 100k names (listing them is most of a run that finds 1% new). When a journal cannot
@@ -89,7 +90,7 @@ def new_objects(storage: Storage, day: date, manifests: Callable[[], list[runlog
         seen = runlog.consumed_names(manifests())
         return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())], None
     runs = manifests()
-    marks = runlog.arrival_marks(runs) or {}
+    marks = (runlog.arrival_marks(runs) if journal else None) or {}
     tails = {source: arrivals(layout.raw_prefix(source, day), marks[source])
              for source in layout.RAW_SOURCES if source in marks}
     if len(tails) == len(layout.RAW_SOURCES) and None not in tails.values():
@@ -171,8 +172,8 @@ class _Inline:
 
 def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
                 window: int = etl.DEFAULT_RETRY_WINDOW_DAYS, now: datetime | None = None,
-                listings: dict[date, etl.RawListing] | None = None) -> RefreshResult:
-    """One intraday run of `day` (see the module's docstring)."""
+                listings: dict[date, etl.RawListing] | None = None, journal: bool = True) -> RefreshResult:
+    """One intraday run of `day` (see the module's docstring); `journal=False`: see `new_objects`."""
     started = time.perf_counter()
     started_at = now or datetime.now(UTC)
     result = RefreshResult(day)
@@ -181,7 +182,7 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
     with ThreadPoolExecutor(2, thread_name_prefix="intraday") as threads:
         pool = threads if storage.parallel_reads > 1 else _Inline()
         manifests = pool.submit(runlog.read_all, storage, day)
-        new, marks = new_objects(storage, day, manifests.result)
+        new, marks = new_objects(storage, day, manifests.result, journal=journal)
         if not new:
             result.seconds = time.perf_counter() - started
             return result
