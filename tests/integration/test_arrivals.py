@@ -32,6 +32,7 @@ def changed_behind_its_back(folder: Path) -> None:
     behind file times ticks in milliseconds, so a test sets it rather than racing it)."""
     journal = (folder / ARRIVALS).stat().st_mtime_ns
     os.utime(folder, ns=(journal + 10_000_000, journal + 10_000_000))
+    time.sleep(0.05)  # past that time: what is noted next is the folder's newest change again
 
 
 def test_the_folder_notes_raw_objects_in_arrival_order_and_resumes_from_a_mark(tmp_path: Path):
@@ -103,7 +104,6 @@ def test_a_refresh_reads_the_journal_not_the_day_and_lists_when_the_journal_cann
     name = layout.raw_key("telegram", D1, tg_message(403, 6, "f")).rpartition("/")[2]
     (tmp_path / PREFIX / name).write_bytes(tg_message(403, 6, "f"))
     changed_behind_its_back(tmp_path / PREFIX)
-    time.sleep(0.05)  # past the folder's time set above: the next note is the folder's newest change
     put(lake, tg_message(403, 7, "g"))
     assert intraday.run_refresh(lake, D1).messages == 1  # only g: the journal's
     assert intraday.run_refresh(lake, D1, journal=False).messages == 1  # f
