@@ -1,7 +1,8 @@
 """Intraday runs: bring a day that is not finalised (today, by default) up to date, incrementally.
 
-A run of day D lists D's raw deliveries and reads only those that no run of the day has consumed (the union of
-the day's manifests, `runlog`: a full run consumes its whole listing). It parses them, drops each message version
+A run of day D finds D's raw deliveries that no run of the day has consumed (the union of the day's manifests,
+`runlog`: a full run consumes its whole listing) and reads only those: on S3 by listing the day, on a folder lake
+from the raw folders' arrivals journals (`new_objects`). It parses them, drops each message version
 and status that an earlier day of the retry window gives (`etl.window_versions`, as a full run does) or that is
 already in one of the day's visible files (`part-0.parquet` of a full run, and earlier `intraday-*.parquet`
 files: their key columns are read), and writes each table's new rows as one new file,
