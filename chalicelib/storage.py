@@ -251,6 +251,17 @@ class FolderStorage:
             pass
         except OSError as e:
             raise StorageError(f"cannot delete {key}: {e.strerror or e}") from e
+        if key.startswith(JOURNALED):
+            self._drop_journal_if_alone(self._prefix + key.rpartition("/")[0])
+
+    def _drop_journal_if_alone(self, folder: str) -> None:
+        """A raw folder emptied (`prune`, an erasure) keeps no arrivals journal: its lines are the names of
+        deliveries that are gone. One directory read of at most two entries per delete; a put racing it only
+        loses its note, which makes the journal not answer (the reader lists)."""
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            left = [e.name for _, e in zip(range(2), entries, strict=False)]
+            if left == [ARRIVALS]:
+                os.unlink(folder + os.sep + ARRIVALS)
 
 
 class S3Storage:

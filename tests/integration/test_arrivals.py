@@ -130,3 +130,12 @@ def test_manifest_format_2_round_trips_the_consumed_names(names):
     back = runlog.Manifest.from_json(m.to_json())
     assert back.consumed == {"telegram": sorted(names)} and back.deliveries == len(names)
     assert back.arrivals == {"telegram": [5, 10]}
+
+
+def test_an_emptied_raw_folder_keeps_no_journal(tmp_path: Path):
+    lake = FolderStorage(tmp_path)
+    a, b = put(lake, tg_message(405, 1, "a"), tg_message(405, 2, "b"))
+    lake.delete(PREFIX + a)  # an erasure: the folder still holds b, the journal stays
+    assert (tmp_path / PREFIX / ARRIVALS).exists()
+    lake.delete(PREFIX + b)  # the last delivery (retention): nothing of the day is left, its names neither
+    assert list((tmp_path / PREFIX).iterdir()) == []
