@@ -366,8 +366,9 @@ def window_versions(storage: Storage, day: date, window: int, pii_salt: str | No
                               days)
     need = [d for d, found in zip(days, stored, strict=True) if found is None]
     listed = dict(zip(need, list_raws(storage, need, listings), strict=True))
-    checked = dict(zip(need, side_by_side(storage, lambda d: read_versions(storage, listed[d], mark), need),
-                       strict=True))
+    # An intraday run's lenient read above found nothing usable: a strict one would not either (no second GET).
+    checked = dict.fromkeys(need) if provisional else dict(zip(
+        need, side_by_side(storage, lambda d: read_versions(storage, listed[d], mark), need), strict=True))
     for d, found in zip(days, stored, strict=True):
         if found is None:
             listing = listed[d]
@@ -497,6 +498,7 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
              listings: dict[date, RawListing], deny: erasure.DenyList) -> DayResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
+    marks = None if day in listings else runlog.marks_now(storage, day)  # before the listing: it covers them
     listing = list_raw(storage, day, listings)
     if not listing.objects and raw_expired(read_commit(storage, day), listing):  # a read only when raw is empty
         result = DayResult(day)
@@ -506,16 +508,17 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
             log.warning("%s", w)
         return result
     rows = read_day(storage, listing, pii_salt, progress, deny)
-    return finish_day(storage, rows, pii_salt, window, listings, started, started_at, deny)
+    return finish_day(storage, rows, pii_salt, window, listings, started, started_at, deny, marks)
 
 
 def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: int,
                listings: dict[date, RawListing], started: float, started_at: datetime,
-               deny: erasure.DenyList | None = None, *,
+               deny: erasure.DenyList | None = None, marks: dict[str, list[int]] | None = None, *,
                write: Callable[[str, list[Any]], bytes] = to_parquet) -> DayResult:
     """A full run from the day's parsed rows on (a single run, or the merge of a fanned-out one): the cross-day
-    check, the commit, and the run's manifest. `write` makes a table's file from the rows kept (the merge's rows
-    are positions in its Arrow tables, written by its own `write`)."""
+    check, the commit, and the run's manifest (with the arrivals `marks` taken before the listing, if any).
+    `write` makes a table's file from the rows kept (the merge's rows are positions in its Arrow tables, written
+    by its own `write`)."""
     listing = rows.listing
     day = listing.day
     result = DayResult(day)
@@ -543,7 +546,7 @@ def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: in
     commit_day(storage, day, files, record, result.warnings)
     result.messages, result.statuses, result.rejects = counts["messages"], counts["statuses"], counts["rejects"]
     result.seconds = time.perf_counter() - started
-    record_run(storage, listing, counts, started_at, result)
+    record_run(storage, listing, counts, started_at, result, marks)
     for w in result.warnings:
         log.warning("%s", w)
     log.info("%s", result.summary())
@@ -551,7 +554,7 @@ def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: in
 
 
 def record_run(storage: Storage, listing: RawListing, counts: dict[str, int], started_at: datetime,
-               result: DayResult) -> None:
+               result: DayResult, marks: dict[str, list[int]] | None = None) -> None:
     """The full run's manifest (after its commit): it consumed the whole listing, so a later intraday run of
     the day reads only what arrived since. Best effort: without it, that run re-reads the day and adds nothing
     twice (it checks the day's visible rows)."""
@@ -560,7 +563,7 @@ def record_run(storage: Storage, listing: RawListing, counts: dict[str, int], st
         started_at=started_at.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"), seconds=result.seconds,
         consumed=runlog.consumed_by(list(listing.objects)), rows=counts,
-        files={t: layout.part_key(t, listing.day) for t in counts})
+        files={t: layout.part_key(t, listing.day) for t in counts}, arrivals=marks)
     try:
         runlog.write(storage, manifest)
     except StorageError as e:

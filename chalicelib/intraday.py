@@ -1,7 +1,8 @@
 """Intraday runs: bring a day that is not finalised (today, by default) up to date, incrementally.
 
-A run of day D lists D's raw deliveries and reads only those that no run of the day has consumed (the union of
-the day's manifests, `runlog`: a full run consumes its whole listing). It parses them, drops each message version
+A run of day D finds D's raw deliveries that no run of the day has consumed (the union of the day's manifests,
+`runlog`: a full run consumes its whole listing) and reads only those: on S3 by listing the day, on a folder lake
+from the raw folders' arrivals journals (`new_objects`). It parses them, drops each message version
 and status that an earlier day of the retry window gives (`etl.window_versions`, as a full run does) or that is
 already in one of the day's visible files (`part-0.parquet` of a full run, and earlier `intraday-*.parquet`
 files: their key columns are read), and writes each table's new rows as one new file,
@@ -21,7 +22,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -74,24 +75,42 @@ def raw_objects(storage: Storage, day: date) -> list[tuple[str, ObjectInfo]]:
     return [(source, o) for source, objects in zip(layout.RAW_SOURCES, listed, strict=True) for o in objects]
 
 
-def new_objects(storage: Storage, day: date,
-                consumed: Callable[[], dict[str, set[str]]]) -> list[tuple[str, ObjectInfo]]:
-    """The day's raw deliveries no run consumed, with their receive times; `consumed` is asked once the day is
-    listed (the caller reads the run manifests meanwhile). A backend that can give the times of a few objects (a
-    folder) lists names only and stats the new ones; S3's listing has them anyway."""
-    mtimes = getattr(storage, "mtimes", None)
-    if mtimes is None:
+def new_objects(storage: Storage, day: date, manifests: Callable[[], list[runlog.Manifest]], *,
+                journal: bool = True) -> tuple[list[tuple[str, ObjectInfo]], dict[str, list[int]] | None]:
+    """The day's raw deliveries no run consumed, with their receive times, and the arrivals marks to record
+    (`runlog`). `manifests` is asked when needed (the caller reads them meanwhile). `journal=False` lists the
+    day even where a journal could answer (a refresh by hand also finds files copied in by other means).
+
+    A folder lake answers from its arrivals journals, from where the latest run left them: a few lines
+    instead of the day's 100k names (listing them is most of a run that finds 1% new). When a journal cannot
+    answer (`FolderStorage.arrivals`), or no run left marks yet, the day is listed: the marks are taken first, so
+    the next run can start from them. S3 has no journal: its listing (which carries the times) is diffed."""
+    arrivals = getattr(storage, "arrivals", None)
+    if arrivals is None:
         listed = raw_objects(storage, day)
-        seen = consumed()
-        return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())]
-    listed = [(source, list(storage.keys(layout.raw_prefix(source, day)))) for source in layout.RAW_SOURCES]
-    seen = consumed()
-    new = []
-    for source, keys in listed:  # 100k names a day: a slice, not a call, per name
-        cut, names = len(layout.raw_prefix(source, day)), seen.get(source, ())
-        new += [(source, key) for key in keys if key.endswith(".json") and key[cut:-5] not in names]
-    times = mtimes([k for _, k in new])
-    return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times]
+        seen = runlog.consumed_names(manifests())
+        return [(s, o) for s, o in listed if runlog.raw_name(o.key) not in seen.get(s, ())], None
+    runs = manifests()
+    marks = (runlog.arrival_marks(runs) if journal else None) or {}
+    tails = {source: arrivals(layout.raw_prefix(source, day), marks[source])
+             for source in layout.RAW_SOURCES if source in marks}
+    if len(tails) == len(layout.RAW_SOURCES) and None not in tails.values():
+        new = []
+        for source, (names, _) in tails.items():  # a retry noted again, or what a full run listed after its mark
+            names = {name[:-5] for name in names if name.endswith(".json")}
+            names -= runlog.consumed_among(runs, source, names)
+            new += [(source, f"{layout.raw_prefix(source, day)}{name}.json") for name in sorted(names)]
+        ends = {source: list(end) for source, (_, end) in tails.items()}
+    else:
+        seen = runlog.consumed_names(runs)
+        ends = runlog.marks_now(storage, day)
+        new = []
+        for source in layout.RAW_SOURCES:  # 100k names a day: a slice, not a call, per name
+            cut, names = len(layout.raw_prefix(source, day)), seen.get(source, ())
+            new += [(source, key) for key in storage.keys(layout.raw_prefix(source, day))
+                    if key.endswith(".json") and key[cut:-5] not in names]
+    times = storage.mtimes([k for _, k in new])
+    return [(source, ObjectInfo(key, 0, times[key])) for source, key in new if key in times], ends
 
 
 def visible_files(storage: Storage, day: date) -> list[tuple[str, Any]]:
@@ -139,18 +158,32 @@ def visible_keys(found: list[tuple[str, Any]], rows: etl.DayRows) -> tuple[set[t
     return messages, statuses, rejected
 
 
+class _Inline:
+    """`submit` that calls at once: on a folder the requests do not wait on a network, and threads would only
+    take turns at the GIL with the parsing."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except Exception as e:  # handed to the caller by `result()`, as a pool's future would
+            done.set_exception(e)
+        return done
+
+
 def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
                 window: int = etl.DEFAULT_RETRY_WINDOW_DAYS, now: datetime | None = None,
-                listings: dict[date, etl.RawListing] | None = None) -> RefreshResult:
-    """One intraday run of `day` (see the module's docstring)."""
+                listings: dict[date, etl.RawListing] | None = None, journal: bool = True) -> RefreshResult:
+    """One intraday run of `day` (see the module's docstring); `journal=False`: see `new_objects`."""
     started = time.perf_counter()
     started_at = now or datetime.now(UTC)
     result = RefreshResult(day)
     # Independent requests overlap (on S3 each is a round trip or more): the run manifests while the day is
     # listed; the earlier days' versions and the visible files' key columns while the new deliveries are read.
-    with ThreadPoolExecutor(2, thread_name_prefix="intraday") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="intraday") as threads:
+        pool = threads if storage.parallel_reads > 1 else _Inline()
         manifests = pool.submit(runlog.read_all, storage, day)
-        new = new_objects(storage, day, lambda: runlog.consumed_names(manifests.result()))
+        new, marks = new_objects(storage, day, manifests.result, journal=journal)
         if not new:
             result.seconds = time.perf_counter() - started
             return result
@@ -173,8 +206,12 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
              for table, table_rows in added.items() if table_rows}
     # one new file per table, each in one write (side by side: they are independent); the next full run
     # replaces them. The manifest only after all of them.
-    with ThreadPoolExecutor(max(1, len(files))) as pool:
-        list(pool.map(lambda item: storage.put(*item), files.items()))
+    if storage.parallel_reads > 1:
+        with ThreadPoolExecutor(max(1, len(files))) as pool:
+            list(pool.map(lambda item: storage.put(*item), files.items()))
+    else:
+        for item in files.items():
+            storage.put(*item)
     result.files = {t: layout.intraday_part_key(t, day, result.run) for t, r in added.items() if r}
     result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rejects)
     times = [o.mtime for _, o in new]
@@ -186,7 +223,7 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
         finished_at=finished.isoformat(timespec="seconds"), seconds=result.seconds,
         consumed=runlog.consumed_by([(source, o.key) for source, o in new]),
         rows={t: len(r) for t, r in added.items()}, files=result.files,
-        newest_raw_at=max(times), oldest_raw_at=min(times)))
+        newest_raw_at=max(times), oldest_raw_at=min(times), arrivals=marks))
     for w in result.warnings:
         log.warning("%s", w)
     log.info("%s", result.summary())

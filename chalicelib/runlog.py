@@ -4,11 +4,22 @@ A manifest says which raw deliveries the run consumed (their sha256 names, per s
 The union of a day's manifests is what intraday runs skip, so each raw delivery is read about once a day; a run
 that is killed before its manifest only costs the next run a re-read (whose rows it then finds already visible),
 never a row twice. The run id sorts by the time the run started, so the folder's key order is the history.
+
+A folder lake also notes each raw delivery's name in an arrivals journal per raw folder (`FolderStorage.arrivals`);
+a manifest then says where in each journal the run's consumption ends (`arrivals`: source -> [inode, offset]),
+and the next intraday run reads the journal from there instead of listing the day. A full run's mark is taken
+before its listing, so the lines it names are all in that listing. S3 has no such journal: a run lists the day
+(pages of 1,000 keys) and skips the consumed names.
+
+Format 2 writes each source's consumed names as one string, sorted and joined by newlines: a full run's manifest
+names every delivery of the day, and one long JSON string parses in a fraction of the time of 100k short ones.
+Format 1 manifests (a list of names per source) are still read.
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,7 +32,8 @@ from chalicelib.storage import NotFound, Storage, StorageError
 
 log = logging.getLogger("chatlake.runlog")
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 def new_run_id(kind: str, now: datetime | None = None) -> str:
@@ -45,11 +57,12 @@ class Manifest:
     started_at: str
     finished_at: str
     seconds: float
-    consumed: dict[str, list[str]] = field(default_factory=dict)  # source -> raw names
+    consumed: dict[str, list[str]] = field(default_factory=dict)  # source -> raw names (sorted when read)
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows added (full: rows written)
     files: dict[str, str] = field(default_factory=dict)  # table -> key of the file it wrote
     newest_raw_at: float | None = None  # receive time (object mtime) of the newest delivery it consumed
     oldest_raw_at: float | None = None  # ... and of the oldest: how long that one waited is the run's lag
+    arrivals: dict[str, list[int]] | None = None  # source -> [inode, offset]: how far the run read each journal
 
     @property
     def deliveries(self) -> int:
@@ -64,18 +77,22 @@ class Manifest:
             "format": MANIFEST_FORMAT, "run": self.run, "kind": self.kind, "day": self.day.isoformat(),
             "started_at": self.started_at, "finished_at": self.finished_at, "seconds": round(self.seconds, 3),
             "deliveries": self.deliveries, "rows": self.rows, "files": self.files,
-            "newest_raw_at": self.newest_raw_at, "oldest_raw_at": self.oldest_raw_at, "consumed": self.consumed,
+            "newest_raw_at": self.newest_raw_at, "oldest_raw_at": self.oldest_raw_at, "arrivals": self.arrivals,
+            "consumed": {source: "\n".join(sorted(names)) for source, names in self.consumed.items()},
         }, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
-        d = orjson.loads(data)  # a full run's manifest names every delivery of the day: 6 MB at 100k
-        if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
-            raise ValueError("not a chatlake run manifest of this format")
+        d = orjson.loads(data)  # a full run's manifest names every delivery of the day: 6.5 MB at 100k
+        if not isinstance(d, dict) or d.get("format") not in READABLE_FORMATS:
+            raise ValueError("not a chatlake run manifest of a known format")
+        consumed = {source: names.split("\n") if names else [] for source, names in d["consumed"].items()} \
+            if d["format"] == 2 else {source: sorted(names) for source, names in d["consumed"].items()}
+        arrivals = d.get("arrivals")
         return cls(run=d["run"], kind=d["kind"], day=date.fromisoformat(d["day"]), started_at=d["started_at"],
-                   finished_at=d["finished_at"], seconds=float(d["seconds"]), consumed=dict(d["consumed"]),
+                   finished_at=d["finished_at"], seconds=float(d["seconds"]), consumed=consumed,
                    rows=dict(d["rows"]), files=dict(d["files"]), newest_raw_at=d.get("newest_raw_at"),
-                   oldest_raw_at=d.get("oldest_raw_at"))
+                   oldest_raw_at=d.get("oldest_raw_at"), arrivals=dict(arrivals) if arrivals else None)
 
 
 def consumed_by(source_keys: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -135,6 +152,38 @@ def consumed_names(manifests: list[Manifest]) -> dict[str, set[str]]:
         for source, consumed in m.consumed.items():
             names.setdefault(source, set()).update(consumed)
     return names
+
+
+def consumed_among(manifests: list[Manifest], source: str, names: set[str]) -> set[str]:
+    """Which of a few `names` of `source` some manifest (read by `read_all`: its names sorted) says a run
+    consumed: a binary search in each, where `consumed_names` would build a set of the day's 100k."""
+    found = set()
+    for m in manifests:
+        consumed = m.consumed.get(source, ())
+        for name in names:
+            at = bisect_left(consumed, name)
+            if at < len(consumed) and consumed[at] == name:
+                found.add(name)
+    return found
+
+
+def arrival_marks(manifests: list[Manifest]) -> dict[str, tuple[int, int]] | None:
+    """Where the latest run that read the arrivals journals left each source's (None: no run did, or the latest
+    ones did not say: a fanned-out run, an S3 lake). Any run's marks are safe to resume from: each covers only
+    what that run consumed; a killed run left none, so the next one reads its deliveries again."""
+    for m in reversed(manifests):
+        if m.arrivals is not None:
+            return {source: (int(mark[0]), int(mark[1])) for source, mark in m.arrivals.items()}
+    return None
+
+
+def marks_now(storage: Storage, day: date) -> dict[str, list[int]] | None:
+    """Where each source's arrivals journal of the day ends now (a folder lake; None elsewhere): taken by a full
+    run before it lists the day."""
+    mark = getattr(storage, "arrival_mark", None)
+    if mark is None:
+        return None
+    return {source: list(mark(layout.raw_prefix(source, day))) for source in layout.RAW_SOURCES}
 
 
 def as_row(m: Manifest) -> dict[str, Any]:

@@ -67,7 +67,13 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _CHUNK = 1 << 16
+
+#: A folder lake notes the name of each object it stores under this prefix (the raw layer) in the folder's
+#: arrivals journal, in the order they arrived: what an intraday run reads instead of listing the day.
+JOURNALED = "raw/source="
+ARRIVALS = "_arrivals"  # not an object: `keys` skips it, as it skips temp files
 
 
 def _check_key(key: str) -> str:
@@ -92,7 +98,10 @@ class FolderStorage:
     def put(self, key: str, data: bytes, *, overwrite: bool = True) -> bool:
         # Plain strings, not Path objects: this runs once per delivery on the webhook path.
         path = self._prefix + _check_key(key)
+        journaled = key.startswith(JOURNALED)
         if not overwrite and os.path.exists(path):
+            if journaled:  # a retry: noted again, in case the first copy's writer died before its note
+                self._note(*path.rpartition(os.sep)[::2])
             return False  # two concurrent first copies both get here: they hold the same bytes, either may win
         folder, _, name = path.rpartition(os.sep)
         # A temporary name of this process and thread (each writes one file at a time), next to the target.
@@ -110,11 +119,70 @@ class FolderStorage:
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            return True
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+        if journaled:
+            self._note(folder, name)
+        return True
+
+    def _note(self, folder: str, name: str) -> None:
+        """Append the object's name to its folder's arrivals journal (after the object is in place). One short
+        O_APPEND write: concurrent writers' lines do not interleave. Best effort: a note that is lost shows as
+        a folder changed after its journal (`arrivals` then answers None and the reader lists the folder). About
+        5 us a delivery on a RAM disk (an open, a write, a close), against 35-45 us for the put itself."""
+        with contextlib.suppress(OSError):
+            fd = os.open(folder + os.sep + ARRIVALS, _APPEND, 0o644)
+            try:
+                os.write(fd, name.encode() + b"\n")
+            finally:
+                os.close(fd)
+
+    def arrival_mark(self, prefix: str) -> tuple[int, int]:
+        """Where the arrivals journal of the folder `prefix` ends now, as (inode, size); (0, 0) without one. Taken
+        before a listing, it says which journal lines that listing already covers."""
+        try:
+            st = os.stat(self._prefix + prefix + ARRIVALS)
+        except FileNotFoundError:
+            return 0, 0
+        except OSError as e:
+            raise StorageError(f"cannot read the arrivals of {prefix}: {e.strerror or e}") from e
+        return st.st_ino, st.st_size
+
+    def arrivals(self, prefix: str, mark: tuple[int, int]) -> tuple[list[str], tuple[int, int]] | None:
+        """The names stored in the folder `prefix` (by `put`, under `JOURNALED`) since `mark`,
+        in arrival order (a name may repeat), and the mark to resume from: a day's new deliveries without
+        listing its 100k names. None when the journal cannot answer for the folder: the folder changed after
+        the journal's last line (an object placed by other means, a note lost, a delete, a write under way),
+        it has objects but no journal, or the journal is not the one `mark` is in. Then the caller lists."""
+        folder = self._prefix + prefix.rstrip("/")
+        try:
+            changed = os.stat(folder).st_mtime_ns
+        except FileNotFoundError:
+            return [], mark  # no folder: nothing stored yet
+        except OSError as e:
+            raise StorageError(f"cannot read {folder}: {e.strerror or e}") from e
+        try:
+            fd = os.open(folder + os.sep + ARRIVALS, _READ)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read the arrivals of {prefix}: {e.strerror or e}") from e
+        try:
+            st = os.fstat(fd)
+            inode, offset = mark
+            if changed > st.st_mtime_ns or (inode and inode != st.st_ino) or st.st_size < offset:
+                return None
+            chunks, at = [], offset
+            while chunk := os.pread(fd, max(_CHUNK, st.st_size - at), at):
+                chunks.append(chunk)
+                at += len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1  # a line being appended right now is the next reader's
+        return data[:end].decode().split(), (st.st_ino, offset + end)
 
     def get(self, key: str) -> bytes:
         path = self._prefix + _check_key(key)  # a plain string: this runs once per delivery in the ETL
@@ -142,7 +210,7 @@ class FolderStorage:
                 names, folders = [], set()
                 for e in it:
                     name = e.name
-                    if name.startswith(start) and not name.startswith("."):  # not temp files of writes under way
+                    if name.startswith(start) and name[0] != "." and name != ARRIVALS:  # no temp file, no journal
                         names.append(name)
                         if e.is_dir(follow_symlinks=False):
                             folders.add(name)
@@ -188,6 +256,17 @@ class FolderStorage:
             pass
         except OSError as e:
             raise StorageError(f"cannot delete {key}: {e.strerror or e}") from e
+        if key.startswith(JOURNALED):
+            self._drop_journal_if_alone(self._prefix + key.rpartition("/")[0])
+
+    def _drop_journal_if_alone(self, folder: str) -> None:
+        """A raw folder emptied (`prune`, an erasure) keeps no arrivals journal: its lines are the names of
+        deliveries that are gone. One directory read of at most two entries per delete; a put racing it only
+        loses its note, which makes the journal not answer (the reader lists)."""
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            left = [e.name for _, e in zip(range(2), entries, strict=False)]
+            if left == [ARRIVALS]:
+                os.unlink(folder + os.sep + ARRIVALS)
 
 
 class S3Storage:

@@ -122,7 +122,7 @@ def test_manifests_name_what_each_run_consumed(lake):
     run = intraday.run_refresh(lake, D1)
     manifest = json.loads(lake.get(layout.run_key(D1, run.run)))
     assert manifest["kind"] == "intraday" and manifest["deliveries"] == 1
-    [name] = manifest["consumed"]["telegram"]
+    [name] = manifest["consumed"]["telegram"].split("\n")  # format 2: one string of sorted names per source
     assert layout.raw_key("telegram", D1, tg_message(307, 1, "a")).endswith(name + ".json")
     assert manifest["oldest_raw_at"] <= time.time() and manifest["files"]["messages"].endswith(".parquet")
     lake.put(layout.run_key(D1, "0-damaged"), b"{not json")  # a damaged manifest is skipped, the others count
