@@ -200,3 +200,12 @@ def erasure_record_key(stamp: str, subject: str) -> str:
 #: Where AWS End User Messaging Social copies a media file (`GetWhatsAppMessageMedia`) before capture hashes it
 #: and stores it at its `media_key`; each fetch stages under a prefix of its own and deletes it afterwards.
 MEDIA_STAGING_PREFIX = "media/_staging/"
+
+
+#: Which raw deliveries of a day can mention which identifiers (`chalicelib.mentions`, written by the ETL, read by
+#: `forget`): derived from raw data, so it expires with it (its own prefix for an S3 lifecycle rule).
+MENTIONS_ROOT = ETL_ROOT + "mentions/"
+
+
+def mentions_key(day: date) -> str:
+    return f"{MENTIONS_ROOT}dt={day.isoformat()}/index.parquet"

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from chalicelib import erasure, etl, layout, pii
-from chalicelib.storage import NotFound, Storage
+from chalicelib import erasure, etl, layout, mentions, pii
+from chalicelib.storage import NotFound, Storage, side_by_side
 from chalicelib.values import decode
 
 KINDS = {"phone": "--phone", "telegram-user": "--telegram-user", "wa-id": "--wa-id", "chat": "--chat"}
@@ -236,7 +236,9 @@ class Plan:
     message_ids: set[str] = field(default_factory=set)  # the subject's message ids (tables and raw)
     status_ids: set[str] = field(default_factory=set)
     chat_types: set[str] = field(default_factory=set)  # types of the chat given with --chat
-    scanned: int = 0
+    scanned: int = 0  # objects of the raw, quarantine, import and media layers
+    read: int = 0  # of which the search read (the others the ETL's mentions index rules out)
+    mentions: dict[date, dict[str, str]] = field(default_factory=dict)  # each day's index, as the search used it
     listings: dict[date, etl.RawListing] = field(default_factory=dict)  # each day's raw listing, as scanned
 
     def counts(self) -> dict[str, int]:
@@ -336,6 +338,19 @@ def _scan_keys(storage: Storage) -> list[str]:
     return keys
 
 
+def _to_read(storage: Storage, keys: list[str], plan: Plan, token: str | None, pii_salt: str | None) -> list[str]:
+    """The keys the bytes search must read: every raw delivery that the day's mentions index (written by the ETL)
+    does not rule out, and all of the other layers (quarantine, imports, media: no index covers them)."""
+    if token is None:  # an identifier without a digit run the index files under: read everything
+        return keys
+    days = sorted(plan.listings)
+    plan.mentions = dict(zip(days, side_by_side(storage, lambda d: mentions.read(storage, d, pii_salt), days),
+                             strict=True))
+    ruled_out = {key for entries in plan.mentions.values() for key, ids in entries.items()
+                 if not mentions.may_mention(ids, token)}
+    return [k for k in keys if k not in ruled_out]
+
+
 def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Pattern[str]) -> None:
     """One object that mentions the subject: delete or redact it, and note the rows it gave."""
     subject = match.subject
@@ -394,6 +409,8 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
     keys = _scan_keys(storage)
     plan.scanned = len(keys)
     plan.listings = _listings([k for k in keys if k.startswith(layout.RAW_ROOT)])
+    keys = _to_read(storage, keys, plan, mentions.token(subject.value, pii_salt), pii_salt)
+    plan.read = len(keys)
     for done, (key, body) in enumerate(etl.read_bodies(storage, keys, max(SCAN_THREADS, storage.parallel_reads)),
                                        1):
         if maybe(body) and pattern.search(body):
@@ -474,6 +491,27 @@ def _rewrite(storage: Storage, key: str, data: bytes, rows: int) -> None:
         storage.delete(key)
 
 
+def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None, warnings: list[str]) -> None:
+    """The mentions index without the subject (after the raw layer is done: a killed run's re-run still finds
+    what is left). An index file this run could not use (another identifier space, damaged, a day without raw
+    data) is only a shortcut: it is deleted rather than left holding the identifier."""
+    token = mentions.token(plan.subject.value, pii_salt)
+    if token is None:
+        return  # no digit run: no index files it
+    gone = set(plan.delete)
+    for key in list(storage.keys(layout.MENTIONS_ROOT)):
+        day = layout.day_of(key)
+        entries = plan.mentions.get(day) if day else None
+        if not entries:
+            storage.delete(key)
+            continue
+        new = mentions.without(entries, token, gone)
+        if not new:
+            storage.delete(key)
+        elif new != entries:
+            mentions.store(storage, day, new, pii_salt, warnings)  # type: ignore[arg-type]
+
+
 @dataclass
 class Outcome:
     """What a run did, for the audit record and the CLI."""
@@ -521,9 +559,11 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     before = {d: plan.listings[d].digest for d in touched if d in plan.listings}
     after = {d: now[d].digest for d in before}
     # 1. the deny list: from here on the ETL drops the subject's rows whatever the raw layer holds
-    storage.put(layout.deny_key(plan.deny_hash), json.dumps(
-        {"hash": plan.deny_hash, "kind": subject.deny_kind, "salt": mark,
-         "at": stamp.isoformat(timespec="seconds")}, sort_keys=True).encode())
+    entry = {"hash": plan.deny_hash, "kind": subject.deny_kind, "salt": mark, "at": stamp.isoformat(timespec="seconds")}
+    run = mentions.digit_run(subject.value)
+    if run and run != subject.value:  # a BSUID's or a negative chat id's digits, as the mentions index files them
+        entry["run"] = erasure.subject_hash(salt, run)
+    storage.put(layout.deny_key(plan.deny_hash), json.dumps(entry, sort_keys=True).encode())
     deny_after = erasure.deny_digest(storage)
     step("deny list updated")
     # 2. the raw layers
@@ -532,6 +572,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     for key in plan.delete:
         storage.delete(key)
     step(f"{len(plan.redact)} objects redacted, {len(plan.delete)} deleted")
+    _forget_mentions(storage, plan, pii_salt, out.warnings)
     # 3. the tables, day by day, committed like the ETL's
     deleted = set(plan.delete)
     files_by_day: dict[date, list[str]] = {}

@@ -1,0 +1,122 @@
+"""Which raw deliveries can mention which identifiers: a per-day index the ETL writes as it reads the day, so that
+`chatlake forget` reads only the raw objects that can hold a person instead of every object of every day.
+
+One entry per raw key: the distinct runs of at least `MIN_DIGITS` digits in its bytes, space-separated. Every
+identifier `forget` accepts is such a run in the bytes (a phone number, a wa_id, a Telegram user or chat id, a
+BSUID's digits), and the run is maximal wherever `forget`'s exact pattern matches. A body that escapes a digit
+(`\\u003X`) could hide one, so its entry is `*` (always read). In `PII_MODE=hash` each run is stored as a keyed
+hash (the lake must not hold identifiers in clear), never as the `pii` hash the tables use. The index is a superset:
+`forget` still tests each candidate's bytes with its exact pattern, and keys the index does not list (raw data
+that arrived after the day's last full run, a fan-out merge) are read as before.
+
+The file lives under its own prefix (`etl/mentions/dt=D/`), so that raw retention can expire it with the raw data it
+describes (`layout.RAW_LAYERS` does not hold it; `chatlake.retention` adds it). Light: hashlib; pyarrow only when
+the file is written or read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Callable
+from datetime import date
+
+from chalicelib import layout
+from chalicelib.storage import NotFound, Storage, StorageError
+
+MIN_DIGITS = 5  # forget refuses shorter identifiers (they would match inside unrelated numbers)
+ANY = "*"  # the entry of a body that may spell a digit as a JSON escape: always a candidate
+FORMAT = "1"
+_NON_DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(256))  # translate: digits kept, rest a space
+_ESCAPED_DIGIT = b"\\u003"
+_RUN = re.compile(rf"\d{{{MIN_DIGITS},}}")
+
+Hasher = Callable[[bytes], str]
+
+
+def hasher(pii_salt: str | None) -> Hasher | None:
+    """None in clear mode; in hash mode a keyed hash domain-separated from `pii.hasher` and from the deny list."""
+    if not pii_salt:
+        return None
+    key = hashlib.sha256(b"chatlake-mentions\x00" + pii_salt.encode()).digest()
+    return lambda run: hashlib.blake2b(run, key=key, digest_size=10).hexdigest()
+
+
+def entry(body: bytes, hash_run: Hasher | None, denied: Callable[[str], bool] | None = None) -> str:
+    """The body's entry (one `translate` and `split` in C: the ETL pays about a microsecond per delivery).
+    `denied` (the erasure deny list): a forgotten identifier is filed nowhere, even in a re-delivered old body."""
+    if _ESCAPED_DIGIT in body:
+        return ANY
+    runs = {r for r in body.translate(_NON_DIGITS).split() if len(r) >= MIN_DIGITS}
+    if denied is not None:
+        runs = {r for r in runs if not denied(r.decode())}
+    if hash_run is None:
+        return " ".join(sorted(r.decode() for r in runs))
+    return " ".join(sorted(hash_run(r) for r in runs))
+
+
+def digit_run(value: str) -> str | None:
+    """The part of an identifier the index files it under (its longest digit run), or None when none is long
+    enough (then `forget` reads everything)."""
+    runs = sorted(_RUN.findall(value), key=len)
+    return runs[-1] if runs else None
+
+
+def token(value: str, pii_salt: str | None) -> str | None:
+    """What an identifier is filed under in the index of this identifier space."""
+    run = digit_run(value)
+    hash_run = hasher(pii_salt)
+    return run if run is None or hash_run is None else hash_run(run.encode())
+
+
+def _mark(pii_salt: str | None) -> str:
+    return "clear" if not pii_salt else "keyed:" + hasher(pii_salt)(b"chatlake-mentions-mark")[:12]  # type: ignore[misc]
+
+
+def index_file(entries: dict[str, str], pii_salt: str | None) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = sorted(entries)
+    data = pa.table({"raw_key": pa.array(keys, pa.string()),
+                     "ids": pa.array([entries[k] for k in keys], pa.string())})
+    data = data.replace_schema_metadata({"format": FORMAT, "ids": _mark(pii_salt)})
+    buffer = io.BytesIO()
+    pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)
+    return buffer.getvalue()
+
+
+def store(storage: Storage, day: date, entries: dict[str, str], pii_salt: str | None, warnings: list[str]) -> None:
+    """Best effort, like the version file: without it `forget` reads the day's raw data."""
+    if not entries:
+        return
+    try:
+        storage.put(layout.mentions_key(day), index_file(entries, pii_salt))
+    except StorageError as e:
+        warnings.append(f"could not store {layout.mentions_key(day)} ({e}); forget will read {day}'s raw data")
+
+
+def read(storage: Storage, day: date, pii_salt: str | None) -> dict[str, str]:
+    """The day's entries ({} when missing, damaged or of another identifier space: then every key is read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        data = pq.read_table(io.BytesIO(storage.get(layout.mentions_key(day))), page_checksum_verification=True)
+        meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
+        if (meta.get("format"), meta.get("ids")) != (FORMAT, _mark(pii_salt)):
+            return {}
+        return dict(zip(data.column("raw_key").to_pylist(), data.column("ids").to_pylist(), strict=True))
+    except (NotFound, StorageError, OSError, ValueError, KeyError, pa.ArrowException):
+        return {}
+
+
+def may_mention(ids: str, tok: str) -> bool:
+    return ids == ANY or (tok in ids and tok in ids.split(" "))  # the substring test in C rules out nearly all
+
+
+def without(entries: dict[str, str], tok: str, gone: set[str]) -> dict[str, str]:
+    """The entries once `forget` has deleted `gone` and redacted the rest: the identifier filed nowhere."""
+    return {k: " ".join(t for t in ids.split(" ") if t != tok) if ids != ANY else ids
+            for k, ids in entries.items() if k not in gone}
