@@ -21,6 +21,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from chalicelib import layout
 from chalicelib.storage import NotFound, Storage, StorageError
@@ -28,6 +29,7 @@ from chalicelib.storage import NotFound, Storage, StorageError
 MIN_DIGITS = 5  # forget refuses shorter identifiers (they would match inside unrelated numbers)
 ANY = "*"  # the entry of a body that may spell a digit as a JSON escape: always a candidate
 FORMAT = "1"
+COLUMNS = ["raw_key", "ids"]
 _NON_DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(256))  # translate: digits kept, rest a space
 _ESCAPED_DIGIT = b"\\u003"
 _RUN = re.compile(rf"\d{{{MIN_DIGITS},}}")
@@ -52,7 +54,7 @@ def entry(body: bytes, hash_run: Hasher | None, denied: Callable[[str], bool] | 
     if denied is not None:
         runs = {r for r in runs if not denied(r.decode())}
     if hash_run is None:
-        return " ".join(sorted(r.decode() for r in runs))
+        return b" ".join(sorted(runs)).decode()
     return " ".join(sorted(hash_run(r) for r in runs))
 
 
@@ -76,12 +78,16 @@ def _mark(pii_salt: str | None) -> str:
 
 def index_file(entries: dict[str, str], pii_salt: str | None) -> bytes:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     keys = sorted(entries)
     data = pa.table({"raw_key": pa.array(keys, pa.string()),
                      "ids": pa.array([entries[k] for k in keys], pa.string())})
-    data = data.replace_schema_metadata({"format": FORMAT, "ids": _mark(pii_salt)})
+    return _write(data.replace_schema_metadata({"format": FORMAT, "ids": _mark(pii_salt)}))
+
+
+def _write(data: Any) -> bytes:
+    import pyarrow.parquet as pq
+
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)
     return buffer.getvalue()
@@ -97,26 +103,55 @@ def store(storage: Storage, day: date, entries: dict[str, str], pii_salt: str | 
         warnings.append(f"could not store {layout.mentions_key(day)} ({e}); forget will read {day}'s raw data")
 
 
-def read(storage: Storage, day: date, pii_salt: str | None) -> dict[str, str]:
-    """The day's entries ({} when missing, damaged or of another identifier space: then every key is read)."""
+def read(storage: Storage, day: date, pii_salt: str | None) -> Any | None:
+    """The day's index as a pyarrow table; None when missing, damaged or of another identifier space (then every
+    raw key of the day is read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         data = pq.read_table(io.BytesIO(storage.get(layout.mentions_key(day))), page_checksum_verification=True)
         meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
-        if (meta.get("format"), meta.get("ids")) != (FORMAT, _mark(pii_salt)):
-            return {}
-        return dict(zip(data.column("raw_key").to_pylist(), data.column("ids").to_pylist(), strict=True))
+        if (meta.get("format"), meta.get("ids")) != (FORMAT, _mark(pii_salt)) or data.column_names != COLUMNS:
+            return None
+        return data
     except (NotFound, StorageError, OSError, ValueError, KeyError, pa.ArrowException):
-        return {}
+        return None
 
 
 def may_mention(ids: str, tok: str) -> bool:
-    return ids == ANY or (tok in ids and tok in ids.split(" "))  # the substring test in C rules out nearly all
+    return ids == ANY or tok in ids.split(" ")
 
 
-def without(entries: dict[str, str], tok: str, gone: set[str]) -> dict[str, str]:
-    """The entries once `forget` has deleted `gone` and redacted the rest: the identifier filed nowhere."""
-    return {k: " ".join(t for t in ids.split(" ") if t != tok) if ids != ANY else ids
-            for k, ids in entries.items() if k not in gone}
+def _hits(data: Any, tok: str) -> Any:
+    """Entries that hold `tok` as a substring (in C; a superset of those that hold it as a run) or are `*`."""
+    import pyarrow.compute as pc
+
+    ids = data.column("ids")
+    return pc.fill_null(pc.or_(pc.match_substring(ids, tok), pc.equal(ids, ANY)), False)
+
+
+def candidates(data: Any, tok: str) -> tuple[list[str], list[str]]:
+    """(every raw key the index covers, those whose entry can mention `tok`)."""
+    hits = _hits(data, tok)
+    found = zip(data.column("raw_key").filter(hits).to_pylist(), data.column("ids").filter(hits).to_pylist(),
+                strict=True)
+    return data.column("raw_key").to_pylist(), [k for k, ids in found if may_mention(ids, tok)]
+
+
+def without(data: Any, tok: str, gone: set[str]) -> bytes | None:
+    """The index file once `forget` has deleted `gone` and redacted the rest: the identifier filed nowhere.
+    None: nothing to change."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hits = _hits(data, tok)
+    dropped = pc.is_in(data.column("raw_key"), value_set=pa.array(sorted(gone), pa.string()))
+    if not (pc.any(hits).as_py() or pc.any(dropped).as_py()):
+        return None
+    ids = data.column("ids").to_pylist()
+    for i in pc.indices_nonzero(hits).to_pylist():
+        if ids[i] != ANY:
+            ids[i] = " ".join(t for t in ids[i].split(" ") if t != tok)
+    kept = pa.table({"raw_key": data.column("raw_key"), "ids": pa.array(ids, pa.string())}, schema=data.schema)
+    return _write(kept.filter(pc.invert(dropped)))

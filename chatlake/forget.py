@@ -238,7 +238,7 @@ class Plan:
     chat_types: set[str] = field(default_factory=set)  # types of the chat given with --chat
     scanned: int = 0  # objects of the raw, quarantine, import and media layers
     read: int = 0  # of which the search read (the others the ETL's mentions index rules out)
-    mentions: dict[date, dict[str, str]] = field(default_factory=dict)  # each day's index, as the search used it
+    mentions: dict[date, Any] = field(default_factory=dict)  # each day's usable index, as the search used it
     listings: dict[date, etl.RawListing] = field(default_factory=dict)  # each day's raw listing, as scanned
 
     def counts(self) -> dict[str, int]:
@@ -344,11 +344,15 @@ def _to_read(storage: Storage, keys: list[str], plan: Plan, token: str | None, p
     if token is None:  # an identifier without a digit run the index files under: read everything
         return keys
     days = sorted(plan.listings)
-    plan.mentions = dict(zip(days, side_by_side(storage, lambda d: mentions.read(storage, d, pii_salt), days),
-                             strict=True))
-    ruled_out = {key for entries in plan.mentions.values() for key, ids in entries.items()
-                 if not mentions.may_mention(ids, token)}
-    return [k for k in keys if k not in ruled_out]
+    found = zip(days, side_by_side(storage, lambda d: mentions.read(storage, d, pii_salt), days), strict=True)
+    plan.mentions = {d: data for d, data in found if data is not None}
+    covered: set[str] = set()
+    maybe: set[str] = set()
+    for data in plan.mentions.values():
+        keys_of_day, candidates = mentions.candidates(data, token)
+        covered.update(keys_of_day)
+        maybe.update(candidates)
+    return [k for k in keys if k not in covered or k in maybe]
 
 
 def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Pattern[str]) -> None:
@@ -421,9 +425,12 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
         h = pii.hasher(pii_salt)
         plan.message_ids |= {pii._hash_chat_part(i, h) for i in plan.message_ids if ":" in i}  # type: ignore[misc]
     deleted = set(plan.delete)
-    for table in (*layout.TABLES, "media"):
-        for key in _table_files(storage, table):
-            mask = _file_masks(_read_parquet(storage, key, MATCH_COLUMNS), table, match, plan, deleted)
+    for table in (*layout.TABLES, "media"):  # in this order: the media table needs the messages' ids
+        files = _table_files(storage, table)
+        # read side by side (S3 round trips, pyarrow's decoding off the GIL); looked at in order
+        datas = side_by_side(storage, lambda k: _read_parquet(storage, k, MATCH_COLUMNS), files)
+        for key, data in zip(files, datas, strict=True):
+            mask = _file_masks(data, table, match, plan, deleted)
             if mask:
                 plan.rows[key] = {"rows": sum(mask)}
                 if not layout.is_import_file(key) and (day := layout.day_of(key)):
@@ -461,6 +468,7 @@ def _filtered(storage: Storage, key: str, match: RowMatch, plan: Plan, deleted: 
 def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple[str, str]) -> None:
     """Drop the subject's versions from the day's version file; relabel it for the day's new raw listing."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     key = layout.versions_key(day)
@@ -468,16 +476,20 @@ def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple
         data = pq.read_table(io.BytesIO(storage.get(key)))
     except NotFound:
         return
-    tables, ids = data.column("table").to_pylist(), data.column("id").to_pylist()
-    keep = [not ((t == "messages" and i in plan.message_ids) or (t == "statuses" and i in plan.status_ids))
-            for t, i in zip(tables, ids, strict=True)]
+
+    def theirs(table: str, ids: set[str]) -> Any:
+        return pc.and_(pc.equal(data.column("table"), table),
+                       pc.is_in(data.column("id"), value_set=pa.array(sorted(ids), pa.string())))
+
+    keep = pc.fill_null(pc.invert(pc.or_(theirs("messages", plan.message_ids), theirs("statuses", plan.status_ids))),
+                        True)
     meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
     old, new = mark_digest
-    if all(keep) and meta.get("raw_digest") != old:
+    if pc.all(keep).as_py() and meta.get("raw_digest") != old:
         return
     if meta.get("raw_digest") == old:
         meta["raw_digest"] = new
-    data = data.filter(pa.array(keep)).replace_schema_metadata(meta)
+    data = data.filter(keep).replace_schema_metadata(meta)
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)
     storage.put(key, buffer.getvalue())
@@ -491,7 +503,7 @@ def _rewrite(storage: Storage, key: str, data: bytes, rows: int) -> None:
         storage.delete(key)
 
 
-def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None, warnings: list[str]) -> None:
+def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None) -> None:
     """The mentions index without the subject (after the raw layer is done: a killed run's re-run still finds
     what is left). An index file this run could not use (another identifier space, damaged, a day without raw
     data) is only a shortcut: it is deleted rather than left holding the identifier."""
@@ -501,15 +513,11 @@ def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None, warning
     gone = set(plan.delete)
     for key in list(storage.keys(layout.MENTIONS_ROOT)):
         day = layout.day_of(key)
-        entries = plan.mentions.get(day) if day else None
-        if not entries:
+        data = plan.mentions.get(day) if day else None
+        if data is None:
             storage.delete(key)
-            continue
-        new = mentions.without(entries, token, gone)
-        if not new:
-            storage.delete(key)
-        elif new != entries:
-            mentions.store(storage, day, new, pii_salt, warnings)  # type: ignore[arg-type]
+        elif (new := mentions.without(data, token, gone)) is not None:
+            storage.put(key, new)
 
 
 @dataclass
@@ -572,7 +580,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     for key in plan.delete:
         storage.delete(key)
     step(f"{len(plan.redact)} objects redacted, {len(plan.delete)} deleted")
-    _forget_mentions(storage, plan, pii_salt, out.warnings)
+    _forget_mentions(storage, plan, pii_salt)
     # 3. the tables, day by day, committed like the ETL's
     deleted = set(plan.delete)
     files_by_day: dict[date, list[str]] = {}
