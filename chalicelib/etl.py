@@ -487,7 +487,7 @@ def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: in
                                "with and are not applied")
     mark = pii_mark(pii_salt)
     store_versions(storage, rows, mark, result.warnings)
-    mentions.store(storage, day, rows.mentions, pii_salt, result.warnings)
+    mentions.store(storage, day, listing.digest, rows.mentions, pii_salt, result.warnings)
     seen_messages, seen_statuses, depends = window_versions(storage, day, window, pii_salt, result.warnings,
                                                             listings, deny)
     messages = [m for k, m in rows.messages.items() if k not in seen_messages]

@@ -76,13 +76,15 @@ def _mark(pii_salt: str | None) -> str:
     return "clear" if not pii_salt else "keyed:" + hasher(pii_salt)(b"chatlake-mentions-mark")[:12]  # type: ignore[misc]
 
 
-def index_file(entries: dict[str, str], pii_salt: str | None) -> bytes:
+def index_file(entries: dict[str, str], pii_salt: str | None, raw_digest: str) -> bytes:
+    """`raw_digest`: the day's raw listing the entries cover (`etl.RawListing.digest`), so that `forget` knows the
+    index covers the listing without comparing keys."""
     import pyarrow as pa
 
     keys = sorted(entries)
     data = pa.table({"raw_key": pa.array(keys, pa.string()),
                      "ids": pa.array([entries[k] for k in keys], pa.string())})
-    return _write(data.replace_schema_metadata({"format": FORMAT, "ids": _mark(pii_salt)}))
+    return _write(data.replace_schema_metadata({"format": FORMAT, "ids": _mark(pii_salt), "raw_digest": raw_digest}))
 
 
 def _write(data: Any) -> bytes:
@@ -93,12 +95,13 @@ def _write(data: Any) -> bytes:
     return buffer.getvalue()
 
 
-def store(storage: Storage, day: date, entries: dict[str, str], pii_salt: str | None, warnings: list[str]) -> None:
+def store(storage: Storage, day: date, raw_digest: str, entries: dict[str, str], pii_salt: str | None,
+          warnings: list[str]) -> None:
     """Best effort, like the version file: without it `forget` reads the day's raw data."""
     if not entries:
         return
     try:
-        storage.put(layout.mentions_key(day), index_file(entries, pii_salt))
+        storage.put(layout.mentions_key(day), index_file(entries, pii_salt, raw_digest))
     except StorageError as e:
         warnings.append(f"could not store {layout.mentions_key(day)} ({e}); forget will read {day}'s raw data")
 
@@ -119,39 +122,46 @@ def read(storage: Storage, day: date, pii_salt: str | None) -> Any | None:
         return None
 
 
+def covers(data: Any, raw_digest: str) -> bool:
+    """The index lists exactly this raw listing (else `forget` compares keys: some arrived after the day's run)."""
+    return bool(raw_digest) and (data.schema.metadata or {}).get(b"raw_digest") == raw_digest.encode()
+
+
+def keys(data: Any) -> list[str]:
+    return data.column("raw_key").to_pylist()
+
+
 def may_mention(ids: str, tok: str) -> bool:
     return ids == ANY or tok in ids.split(" ")
 
 
-def _hits(data: Any, tok: str) -> Any:
-    """Entries that hold `tok` as a substring (in C; a superset of those that hold it as a run) or are `*`."""
+def _padded(data: Any) -> Any:
+    """Each entry as " run run … ": a run is then a literal " run " (exact, in C)."""
     import pyarrow.compute as pc
 
-    ids = data.column("ids")
-    return pc.fill_null(pc.or_(pc.match_substring(ids, tok), pc.equal(ids, ANY)), False)
+    return pc.binary_join_element_wise(" ", data.column("ids"), " ", "")
 
 
-def candidates(data: Any, tok: str) -> tuple[list[str], list[str]]:
-    """(every raw key the index covers, those whose entry can mention `tok`)."""
-    hits = _hits(data, tok)
-    found = zip(data.column("raw_key").filter(hits).to_pylist(), data.column("ids").filter(hits).to_pylist(),
-                strict=True)
-    return data.column("raw_key").to_pylist(), [k for k, ids in found if may_mention(ids, tok)]
+def candidates(data: Any, tok: str) -> list[str]:
+    """The raw keys whose entry can mention `tok` (files it, or is `*`)."""
+    import pyarrow.compute as pc
+
+    hits = pc.or_(pc.match_substring(_padded(data), f" {tok} "), pc.equal(data.column("ids"), ANY))
+    return data.column("raw_key").filter(pc.fill_null(hits, False)).to_pylist()
 
 
-def without(data: Any, tok: str, gone: set[str]) -> bytes | None:
-    """The index file once `forget` has deleted `gone` and redacted the rest: the identifier filed nowhere.
-    None: nothing to change."""
+def without(data: Any, tok: str, gone: set[str], raw_digest: str) -> bytes | None:
+    """The index file once `forget` has deleted `gone` and redacted the rest: the identifier filed nowhere,
+    labelled with the day's listing after the deletions. None: nothing to change."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    hits = _hits(data, tok)
+    padded = _padded(data)
+    hits = pc.fill_null(pc.match_substring(padded, f" {tok} "), False)
     dropped = pc.is_in(data.column("raw_key"), value_set=pa.array(sorted(gone), pa.string()))
     if not (pc.any(hits).as_py() or pc.any(dropped).as_py()):
         return None
-    ids = data.column("ids").to_pylist()
-    for i in pc.indices_nonzero(hits).to_pylist():
-        if ids[i] != ANY:
-            ids[i] = " ".join(t for t in ids[i].split(" ") if t != tok)
-    kept = pa.table({"raw_key": data.column("raw_key"), "ids": pa.array(ids, pa.string())}, schema=data.schema)
+    ids = pc.utf8_trim(pc.replace_substring(padded, f" {tok} ", " "), " ")
+    meta = {**(data.schema.metadata or {}), b"raw_digest": raw_digest.encode()}
+    kept = pa.table({"raw_key": data.column("raw_key"), "ids": ids}).replace_schema_metadata(meta)
     return _write(kept.filter(pc.invert(dropped)))

@@ -271,7 +271,7 @@ def _read_parquet(storage: Storage, key: str, columns: Iterable[str] | None = No
     return f.read(columns=[c for c in columns if c in f.schema_arrow.names])
 
 
-def _message_mask(data: Any, match: RowMatch) -> list[bool]:
+def _message_mask(data: Any, match: RowMatch) -> Any:
     """`RowMatch.message` over a whole file, vectorised (a day holds tens of thousands of rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -287,32 +287,40 @@ def _message_mask(data: Any, match: RowMatch) -> list[bool]:
     mask = pc.and_(private, named("chat_id"))
     if match.subject.kind != "chat":
         mask = pc.or_(mask, pc.or_(named("sender_id"), named("sender_phone")))
-    return mask.to_pylist()
+    return mask
 
 
-def _file_masks(data: Any, table: str, match: RowMatch, plan: Plan, deleted: set[str]) -> list[bool] | None:
-    """Which rows of one table file go (None: none); notes the subject's message ids on the way."""
+def _in(data: Any, column: str, values: Iterable[Any]) -> Any:
+    """`column in values` over a whole file, in Arrow (null: False)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.is_in(data.column(column), value_set=pa.array(sorted(values), pa.string())), False)
+
+
+def _file_masks(data: Any, table: str, match: RowMatch, plan: Plan, deleted: set[str]) -> Any | None:
+    """Which rows of one table file go, as an Arrow boolean array (None: none); notes the subject's message ids on
+    the way. Vectorised: a day holds tens of thousands of rows."""
+    import pyarrow.compute as pc
+
     names = data.column_names
     if table == "messages":
         mask = _message_mask(data, match)
         if match.subject.kind == "chat":
-            ids, types = data.column("chat_id").to_pylist(), data.column("chat_type").to_pylist()
-            plan.chat_types |= {t for i, t in zip(ids, types, strict=True) if i in match.values}
-        ids = data.column("message_id").to_pylist()
-        plan.message_ids |= {i for i, m in zip(ids, mask, strict=True) if m}
+            plan.chat_types |= set(data.column("chat_type").filter(_in(data, "chat_id", match.values)).to_pylist())
+        plan.message_ids |= set(data.column("message_id").filter(mask).to_pylist())
     elif table == "statuses":
-        mask = [match.status(v) for v in data.column("recipient_id").to_pylist()]
-        ids = data.column("message_id").to_pylist()
-        plan.status_ids |= {i for i, m in zip(ids, mask, strict=True) if m}
+        mask = _in(data, "recipient_id", match.values)
+        plan.status_ids |= set(data.column("message_id").filter(mask).to_pylist())
     elif table == "rejects":
-        mask = [k in deleted for k in data.column("raw_key").to_pylist()]
+        mask = _in(data, "raw_key", deleted)
     else:  # the media table (and any other table keyed by message_id): rows of the subject's messages
         if "message_id" not in names:
             return None
-        mask = [i in plan.message_ids for i in data.column("message_id").to_pylist()]
+        mask = _in(data, "message_id", plan.message_ids)
         if "media_key" in names:
-            plan.delete += [k for k, m in zip(data.column("media_key").to_pylist(), mask, strict=True) if m and k]
-    return mask if any(mask) else None
+            plan.delete += [k for k in data.column("media_key").filter(mask).to_pylist() if k]
+    return mask if pc.any(mask).as_py() else None
 
 
 MATCH_COLUMNS = ("message_id", "chat_id", "chat_type", "sender_id", "sender_phone", "recipient_id", "raw_key",
@@ -322,13 +330,16 @@ SCAN_THREADS = 4  # the scan only reads: threads overlap the reads' system calls
 
 def _listings(raw_keys: list[str]) -> dict[date, etl.RawListing]:
     """Each day's raw listing (what `etl.list_raw` gives) from the scan's one listing of `raw/`."""
+    folders: dict[str, list[str]] = {}
+    for key in raw_keys:  # raw/source=S/dt=D/<sha256>.json, grouped by folder (one split per folder, not per key)
+        folders.setdefault(key.rpartition("/")[0], []).append(key)
     by_day: dict[str, dict[str, list[str]]] = {}
-    for key in raw_keys:  # raw/source=S/dt=D/<sha256>.json
-        parts = key.split("/")
-        if len(parts) == 4 and parts[1][7:] in layout.SOURCES and parts[2].startswith("dt="):
-            by_day.setdefault(parts[2][3:], {}).setdefault(parts[1][7:], []).append(key)
+    for folder, found in folders.items():
+        parts = folder.split("/")
+        if len(parts) == 3 and parts[1][7:] in layout.RAW_SOURCES and parts[2].startswith("dt="):
+            by_day.setdefault(parts[2][3:], {})[parts[1][7:]] = found
     return {date.fromisoformat(d): etl.RawListing(date.fromisoformat(d), tuple(
-        (s, k) for s in layout.SOURCES for k in sorted(found.get(s, ())))) for d, found in by_day.items()}
+        (s, k) for s in layout.RAW_SOURCES for k in sorted(found.get(s, ())))) for d, found in by_day.items()}
 
 
 def _scan_keys(storage: Storage) -> list[str]:
@@ -346,13 +357,19 @@ def _to_read(storage: Storage, keys: list[str], plan: Plan, token: str | None, p
     days = sorted(plan.listings)
     found = zip(days, side_by_side(storage, lambda d: mentions.read(storage, d, pii_salt), days), strict=True)
     plan.mentions = {d: data for d, data in found if data is not None}
-    covered: set[str] = set()
-    maybe: set[str] = set()
-    for data in plan.mentions.values():
-        keys_of_day, candidates = mentions.candidates(data, token)
-        covered.update(keys_of_day)
-        maybe.update(candidates)
-    return [k for k in keys if k not in covered or k in maybe]
+    ruled_out: set[str] = set()  # indexed keys whose entry cannot mention the subject
+    skip_days: set[date] = set()  # days whose index covers the whole listing: only its candidates are read
+    read: list[str] = []
+    for day, data in plan.mentions.items():
+        candidates = mentions.candidates(data, token)
+        if mentions.covers(data, plan.listings[day].digest):
+            skip_days.add(day)
+            read += candidates
+        else:  # raw data newer than the day's last run: keys the index does not list are read too
+            ruled_out |= set(mentions.keys(data)) - set(candidates)
+    skip = {f"{layout.RAW_ROOT}source={s}/dt={d.isoformat()}/" for d in skip_days for s in layout.RAW_SOURCES}
+    read += [k for k in keys if k not in ruled_out and k.rpartition("/")[0] + "/" not in skip]
+    return read
 
 
 def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Pattern[str]) -> None:
@@ -407,6 +424,8 @@ def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Patte
 def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
               progress: Callable[[int, int], None] | None = None) -> Plan:
     """Everything `forget` would change, computed without changing anything (what --dry-run prints)."""
+    import pyarrow.compute as pc
+
     plan = Plan(subject)
     match = RowMatch.of(subject, pii_salt)
     pattern, text, maybe = subject.pattern(), subject.text_pattern(), subject.prefilter()
@@ -431,8 +450,8 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
         datas = side_by_side(storage, lambda k: _read_parquet(storage, k, MATCH_COLUMNS), files)
         for key, data in zip(files, datas, strict=True):
             mask = _file_masks(data, table, match, plan, deleted)
-            if mask:
-                plan.rows[key] = {"rows": sum(mask)}
+            if mask is not None:
+                plan.rows[key] = {"rows": pc.sum(mask).as_py()}
                 if not layout.is_import_file(key) and (day := layout.day_of(key)):
                     plan.days.add(day)
     plan.delete = sorted(set(plan.delete))
@@ -456,12 +475,12 @@ def _write_parquet(data: Any) -> bytes:
 
 
 def _filtered(storage: Storage, key: str, match: RowMatch, plan: Plan, deleted: set[str]) -> tuple[bytes, int]:
-    import pyarrow as pa
+    import pyarrow.compute as pc
 
     table = key.split("/")[1]
     data = _read_parquet(storage, key)
-    mask = _file_masks(data, table, match, plan, deleted) or [False] * data.num_rows
-    kept = data.filter(pa.array([not m for m in mask]))
+    mask = _file_masks(data, table, match, plan, deleted)
+    kept = data if mask is None else data.filter(pc.invert(mask))
     return _write_parquet(kept), kept.num_rows
 
 
@@ -503,7 +522,8 @@ def _rewrite(storage: Storage, key: str, data: bytes, rows: int) -> None:
         storage.delete(key)
 
 
-def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None) -> None:
+def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None,
+                     listings: dict[date, etl.RawListing]) -> None:
     """The mentions index without the subject (after the raw layer is done: a killed run's re-run still finds
     what is left). An index file this run could not use (another identifier space, damaged, a day without raw
     data) is only a shortcut: it is deleted rather than left holding the identifier."""
@@ -516,7 +536,7 @@ def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None) -> None
         data = plan.mentions.get(day) if day else None
         if data is None:
             storage.delete(key)
-        elif (new := mentions.without(data, token, gone)) is not None:
+        elif (new := mentions.without(data, token, gone, listings[day].digest)) is not None:
             storage.put(key, new)
 
 
@@ -562,7 +582,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     # Raw listings as they are now, for the days whose listing this run changes and the days that depend on them.
     touched = {d for k in plan.delete if k.startswith(layout.RAW_ROOT) if (d := layout.day_of(k))}
     gone = set(plan.delete)
-    now = {d: etl.RawListing(d, tuple(o for o in listing.objects if o[1] not in gone))
+    now = {d: etl.RawListing(d, tuple(o for o in listing.objects if o[1] not in gone)) if d in touched else listing
            for d, listing in plan.listings.items()}  # the raw listings once this run's deletions are done
     before = {d: plan.listings[d].digest for d in touched if d in plan.listings}
     after = {d: now[d].digest for d in before}
@@ -580,7 +600,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     for key in plan.delete:
         storage.delete(key)
     step(f"{len(plan.redact)} objects redacted, {len(plan.delete)} deleted")
-    _forget_mentions(storage, plan, pii_salt)
+    _forget_mentions(storage, plan, pii_salt, now)
     # 3. the tables, day by day, committed like the ETL's
     deleted = set(plan.delete)
     files_by_day: dict[date, list[str]] = {}
