@@ -6,6 +6,8 @@ the identifier itself. The hash is SHA-256 over a domain tag, a salt and the ide
 `PII_MODE=hash` value of the same identifier (the tables' hashed ids cannot be joined to the deny list). The salt is
 `PII_SALT` when `PII_MODE=hash` (a secret outside the lake), else a random salt kept in the lake
 (`audit/erasure/salt.json`); each entry names which, so a later change of mode keeps the old entries working.
+An entry may also carry `run`, the same salted hash of the identifier's digit run where that differs from the
+identifier (a BSUID, a negative chat id): the ETL's mentions index (`chalicelib.mentions`) files that run nowhere.
 Light: hashlib and json only (it runs inside the ETL function).
 """
 

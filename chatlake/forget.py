@@ -1,9 +1,11 @@
 """`chatlake forget`: erase one person (or one private chat) from every layer of the lake, with an audit record.
 
 1. Find: the tables' rows of the person (sender, private chat, status recipient; their `raw_key` lineage), then a
-   bytes search of every raw delivery, quarantined body, kept import and media object for the identifier in any
+   bytes search of the raw deliveries, quarantined bodies, kept imports and media objects for the identifier in any
    JSON spelling (`1` or `\\u0031` per character), for what the tables cannot show (rejects, updates that give no
-   row, a reply quoting them, quarantine).
+   row, a reply quoting them, quarantine). Of the raw deliveries only those the ETL's mentions index
+   (`chalicelib.mentions`) cannot rule out are read, and every one it does not list; afterwards the index files the
+   identifier nowhere.
 2. Deny list first (`chalicelib.erasure`): from then on the ETL drops the person's rows, whatever raw data says.
 3. Raw layer: an object whose rows are all the person's is deleted; one that also holds others' data (a WhatsApp
    batch, a reply in a group) is redacted in place under the same key: the person's array items removed, their
@@ -656,7 +658,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     record = {"at": stamp.isoformat(timespec="seconds"), "kind": subject.kind, "subject": plan.deny_hash,
               "salt": mark, "counts": plan.counts(), "deleted": plan.delete, "redacted": sorted(plan.redact),
               "tables": {k: v["rows"] for k, v in sorted(plan.rows.items())}, "days_rerun": out.reran,
-              "scanned": plan.scanned}
+              "scanned": plan.scanned, "read": plan.read}
     out.record_key = layout.erasure_record_key(stamp.strftime("%Y%m%dT%H%M%S%fZ"), plan.deny_hash)
     storage.put(out.record_key, json.dumps(record, indent=1, sort_keys=True).encode())
     return out
@@ -681,7 +683,7 @@ def command(storage: Storage, subject: Subject, pii_salt: str | None, window: in
 
     with ui.progress_bar("scanning the lake", unit="objects") as advance:
         plan = make_plan(storage, subject, pii_salt, advance)
-    title = (f"forget {KINDS[subject.kind]} on {storage.url}: {plan.scanned} objects scanned, days "
+    title = (f"forget {KINDS[subject.kind]} on {storage.url}: {plan.scanned} objects scanned ({plan.read} read), days "
              f"{day_range(plan.days)}")
     ui.print_table(affected_summary(plan) or [{"what": "nothing found", "count": 0}], ["what", "count"], title=title)
     if dry_run:
