@@ -64,6 +64,9 @@ def test_the_index_finds_exactly_what_a_full_scan_finds(lake: Storage, pii_salt:
         assert what(indexed) == what(full), (kind, value)
         assert indexed.delete or indexed.redact
         assert indexed.read < full.read == full.scanned  # it skipped objects, and found the same
+        # each day's index covers its whole listing: only candidates are read (the other path: the next test)
+        assert indexed.mentions and all(mentions.covers(data, indexed.listings[d].digest)
+                                        for d, data in indexed.mentions.items())
 
 
 def test_what_the_index_does_not_cover_is_still_read(lake: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,6 +93,7 @@ def test_what_the_index_does_not_cover_is_still_read(lake: Storage, monkeypatch:
     subject = forget.Subject.parse("phone", PHONE)
     plan = forget.make_plan(lake, subject, None)
     assert late_key in plan.delete and hidden_key in plan.redact
+    assert D1 in plan.mentions and not mentions.covers(plan.mentions[D3], plan.listings[D3].digest)
     assert what(plan) == what(full_scan(lake, subject, None, monkeypatch))
     assert forget_phone() == 0
     # an index forget could not use is deleted, not left holding them (the ETL's re-run of the day writes it anew)
