@@ -130,3 +130,17 @@ def test_a_forgotten_bsuid_is_filed_nowhere_when_it_comes_back(lake: Storage) ->
     etl.run_day(lake, day)
     [ids] = mentions.read(lake, day, None).column("ids").to_pylist()
     assert OTHER_PHONE in ids.split(" ") and "4455667788990011" not in ids
+
+
+def test_forgets_raw_listings_are_the_etls_with_end_user_messaging(lake: Storage) -> None:
+    """forget's listing of each day (from its one scan of raw/) equals the ETL's, EUM deliveries included: the
+    digests it restamps commit records with and checks the index against must be the ETL's own."""
+    build(lake)
+    sns = b'{"Type":"Notification","Message":"{}"}'
+    lake.put(layout.raw_key(layout.EUM_SOURCE, D1, sns), sns)
+    etl.run_day(lake, D1)
+    raw = [k for k in forget._scan_keys(lake) if k.startswith(layout.RAW_ROOT)]
+    listings = forget._listings(raw)
+    assert listings == {d: etl.list_raw(lake, d) for d in DAYS}
+    assert any(source == layout.EUM_SOURCE for source, _ in listings[D1].objects)
+    assert mentions.covers(mentions.read(lake, D1, None), listings[D1].digest)
