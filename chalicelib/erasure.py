@@ -6,6 +6,8 @@ the identifier itself. The hash is SHA-256 over a domain tag, a salt and the ide
 `PII_MODE=hash` value of the same identifier (the tables' hashed ids cannot be joined to the deny list). The salt is
 `PII_SALT` when `PII_MODE=hash` (a secret outside the lake), else a random salt kept in the lake
 (`audit/erasure/salt.json`); each entry names which, so a later change of mode keeps the old entries working.
+An entry may also carry `run`, the same salted hash of the identifier's digit run where that differs from the
+identifier (a BSUID, a negative chat id): the ETL's mentions index (`chalicelib.mentions`) files that run nowhere.
 Light: hashlib and json only (it runs inside the ETL function).
 """
 
@@ -82,6 +84,8 @@ class DenyList:
     entries: dict[str, set[str]] = field(default_factory=dict)  # "<kind> <salt mark>" -> hashes
     unresolved: int = 0  # entries whose salt is not available (PII_SALT changed or unset): cannot be applied
     checks: list[tuple[str, Callable[[str | None], str | None], set[str]]] = field(default_factory=list, repr=False)
+    runs: dict[str, set[str]] = field(default_factory=dict)  # salt mark -> hashes of the digit runs filed
+    run_checks: list[tuple[Callable[[str | None], str | None], set[str]]] = field(default_factory=list, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.checks)
@@ -94,6 +98,7 @@ class DenyList:
                 self.unresolved += len(hashes)
                 continue
             checks.append((kind, _hasher(salts[mark]), hashes))
+        self.run_checks += [(_hasher(salts[mark]), hashes) for mark, hashes in self.runs.items() if mark in salts]
         return self
 
     def drops_message(self, m: Message) -> bool:
@@ -108,6 +113,10 @@ class DenyList:
 
     def drops_status(self, s: Status) -> bool:
         return any(h(s.recipient_id) in hashes for _, h, hashes in self.checks)
+
+    def drops_run(self, run: str) -> bool:
+        """A digit run of a forgotten identifier: the ETL's mentions index (`chalicelib.mentions`) leaves it out."""
+        return any(h(run) in hashes for h, hashes in self.run_checks)
 
 
 def _hasher(salt: str) -> Callable[[str | None], str | None]:
@@ -128,6 +137,8 @@ def load(storage: Storage, pii_salt: str | None) -> DenyList:
         try:
             entry = json.loads(storage.get(key))
             deny.entries.setdefault(f"{entry['kind']} {entry['salt']}", set()).add(entry["hash"])
+            # the identifier's digit run as the mentions index files it ("run"; the hash itself for plain digits)
+            deny.runs.setdefault(entry["salt"], set()).add(entry.get("run") or entry["hash"])
         except NotFound:
             continue
         except (ValueError, KeyError, TypeError):

@@ -32,7 +32,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from chalicelib import erasure, eum, layout, pii, runlog, telegram, whatsapp
+from chalicelib import erasure, eum, layout, mentions, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError, side_by_side
 from chalicelib.values import decode
@@ -238,6 +238,7 @@ class DayRows:
     statuses: dict[tuple, Status] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     duplicates: int = 0
+    mentions: dict[str, str] = field(default_factory=dict)  # raw key -> the ids it can mention (`forget`'s index)
 
 
 def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
@@ -250,8 +251,10 @@ def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
     messages, statuses = rows.messages, rows.statuses
     sources = {key: source for source, key in listing.objects}
     total = len(sources)
+    hash_run = mentions.hasher(pii_salt)
     for done, (key, body) in enumerate(read_bodies(storage, list(sources), storage.parallel_reads), 1):
         source = sources[key]
+        rows.mentions[key] = mentions.entry(body, hash_run, deny.drops_run if deny is not None else None)
         parsed = parse_delivery(source, key, body)
         if deny is not None:
             parsed.messages = [m for m in parsed.messages if not deny.drops_message(m)]
@@ -529,6 +532,7 @@ def finish_day(storage: Storage, rows: DayRows, pii_salt: str | None, window: in
                                "with and are not applied")
     mark = pii_mark(pii_salt)
     store_versions(storage, rows, mark, result.warnings)
+    mentions.store(storage, day, listing.digest, rows.mentions, pii_salt, result.warnings)
     seen_messages, seen_statuses, depends = window_versions(storage, day, window, pii_salt, result.warnings,
                                                             listings, deny)
     messages = [m for k, m in rows.messages.items() if k not in seen_messages]

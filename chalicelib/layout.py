@@ -205,3 +205,12 @@ MEDIA_STAGING_PREFIX = "media/_staging/"
 def share_claim_key(day: date, shares: int) -> str:
     """Written once, if absent, by the fanned-out run's worker that finds every share landed: that one merges."""
     return f"{share_prefix(day, shares)}merge.claim"
+
+
+#: Which raw deliveries of a day can mention which identifiers (`chalicelib.mentions`, written by the ETL, read by
+#: `forget`): derived from raw data, so it expires with it (its own prefix for an S3 lifecycle rule).
+MENTIONS_ROOT = ETL_ROOT + "mentions/"
+
+
+def mentions_key(day: date) -> str:
+    return f"{MENTIONS_ROOT}dt={day.isoformat()}/index.parquet"

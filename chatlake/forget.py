@@ -1,9 +1,11 @@
 """`chatlake forget`: erase one person (or one private chat) from every layer of the lake, with an audit record.
 
 1. Find: the tables' rows of the person (sender, private chat, status recipient; their `raw_key` lineage), then a
-   bytes search of every raw delivery, quarantined body, kept import and media object for the identifier in any
+   bytes search of the raw deliveries, quarantined bodies, kept imports and media objects for the identifier in any
    JSON spelling (`1` or `\\u0031` per character), for what the tables cannot show (rejects, updates that give no
-   row, a reply quoting them, quarantine).
+   row, a reply quoting them, quarantine). Of the raw deliveries only those the ETL's mentions index
+   (`chalicelib.mentions`) cannot rule out are read, and every one it does not list; afterwards the index files the
+   identifier nowhere.
 2. Deny list first (`chalicelib.erasure`): from then on the ETL drops the person's rows, whatever raw data says.
 3. Raw layer: an object whose rows are all the person's is deleted; one that also holds others' data (a WhatsApp
    batch, a reply in a group) is redacted in place under the same key: the person's array items removed, their
@@ -32,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from chalicelib import erasure, etl, layout, pii
-from chalicelib.storage import NotFound, Storage
+from chalicelib import erasure, etl, layout, mentions, pii
+from chalicelib.storage import NotFound, Storage, side_by_side
 from chalicelib.values import decode
 
 KINDS = {"phone": "--phone", "telegram-user": "--telegram-user", "wa-id": "--wa-id", "chat": "--chat"}
@@ -236,7 +238,9 @@ class Plan:
     message_ids: set[str] = field(default_factory=set)  # the subject's message ids (tables and raw)
     status_ids: set[str] = field(default_factory=set)
     chat_types: set[str] = field(default_factory=set)  # types of the chat given with --chat
-    scanned: int = 0
+    scanned: int = 0  # objects of the raw, quarantine, import and media layers
+    read: int = 0  # of which the search read (the others the ETL's mentions index rules out)
+    mentions: dict[date, Any] = field(default_factory=dict)  # each day's usable index, as the search used it
     listings: dict[date, etl.RawListing] = field(default_factory=dict)  # each day's raw listing, as scanned
 
     def counts(self) -> dict[str, int]:
@@ -269,7 +273,7 @@ def _read_parquet(storage: Storage, key: str, columns: Iterable[str] | None = No
     return f.read(columns=[c for c in columns if c in f.schema_arrow.names])
 
 
-def _message_mask(data: Any, match: RowMatch) -> list[bool]:
+def _message_mask(data: Any, match: RowMatch) -> Any:
     """`RowMatch.message` over a whole file, vectorised (a day holds tens of thousands of rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -285,32 +289,40 @@ def _message_mask(data: Any, match: RowMatch) -> list[bool]:
     mask = pc.and_(private, named("chat_id"))
     if match.subject.kind != "chat":
         mask = pc.or_(mask, pc.or_(named("sender_id"), named("sender_phone")))
-    return mask.to_pylist()
+    return mask
 
 
-def _file_masks(data: Any, table: str, match: RowMatch, plan: Plan, deleted: set[str]) -> list[bool] | None:
-    """Which rows of one table file go (None: none); notes the subject's message ids on the way."""
+def _in(data: Any, column: str, values: Iterable[Any]) -> Any:
+    """`column in values` over a whole file, in Arrow (null: False)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.is_in(data.column(column), value_set=pa.array(sorted(values), pa.string())), False)
+
+
+def _file_masks(data: Any, table: str, match: RowMatch, plan: Plan, deleted: set[str]) -> Any | None:
+    """Which rows of one table file go, as an Arrow boolean array (None: none); notes the subject's message ids on
+    the way. Vectorised: a day holds tens of thousands of rows."""
+    import pyarrow.compute as pc
+
     names = data.column_names
     if table == "messages":
         mask = _message_mask(data, match)
         if match.subject.kind == "chat":
-            ids, types = data.column("chat_id").to_pylist(), data.column("chat_type").to_pylist()
-            plan.chat_types |= {t for i, t in zip(ids, types, strict=True) if i in match.values}
-        ids = data.column("message_id").to_pylist()
-        plan.message_ids |= {i for i, m in zip(ids, mask, strict=True) if m}
+            plan.chat_types |= set(data.column("chat_type").filter(_in(data, "chat_id", match.values)).to_pylist())
+        plan.message_ids |= set(data.column("message_id").filter(mask).to_pylist())
     elif table == "statuses":
-        mask = [match.status(v) for v in data.column("recipient_id").to_pylist()]
-        ids = data.column("message_id").to_pylist()
-        plan.status_ids |= {i for i, m in zip(ids, mask, strict=True) if m}
+        mask = _in(data, "recipient_id", match.values)
+        plan.status_ids |= set(data.column("message_id").filter(mask).to_pylist())
     elif table == "rejects":
-        mask = [k in deleted for k in data.column("raw_key").to_pylist()]
+        mask = _in(data, "raw_key", deleted)
     else:  # the media table (and any other table keyed by message_id): rows of the subject's messages
         if "message_id" not in names:
             return None
-        mask = [i in plan.message_ids for i in data.column("message_id").to_pylist()]
+        mask = _in(data, "message_id", plan.message_ids)
         if "media_key" in names:
-            plan.delete += [k for k, m in zip(data.column("media_key").to_pylist(), mask, strict=True) if m and k]
-    return mask if any(mask) else None
+            plan.delete += [k for k in data.column("media_key").filter(mask).to_pylist() if k]
+    return mask if pc.any(mask).as_py() else None
 
 
 MATCH_COLUMNS = ("message_id", "chat_id", "chat_type", "sender_id", "sender_phone", "recipient_id", "raw_key",
@@ -320,13 +332,16 @@ SCAN_THREADS = 4  # the scan only reads: threads overlap the reads' system calls
 
 def _listings(raw_keys: list[str]) -> dict[date, etl.RawListing]:
     """Each day's raw listing (what `etl.list_raw` gives) from the scan's one listing of `raw/`."""
+    folders: dict[str, list[str]] = {}
+    for key in raw_keys:  # raw/source=S/dt=D/<sha256>.json, grouped by folder (one split per folder, not per key)
+        folders.setdefault(key.rpartition("/")[0], []).append(key)
     by_day: dict[str, dict[str, list[str]]] = {}
-    for key in raw_keys:  # raw/source=S/dt=D/<sha256>.json
-        parts = key.split("/")
-        if len(parts) == 4 and parts[1][7:] in layout.SOURCES and parts[2].startswith("dt="):
-            by_day.setdefault(parts[2][3:], {}).setdefault(parts[1][7:], []).append(key)
+    for folder, found in folders.items():
+        parts = folder.split("/")
+        if len(parts) == 3 and parts[1][7:] in layout.RAW_SOURCES and parts[2].startswith("dt="):
+            by_day.setdefault(parts[2][3:], {})[parts[1][7:]] = found
     return {date.fromisoformat(d): etl.RawListing(date.fromisoformat(d), tuple(
-        (s, k) for s in layout.SOURCES for k in sorted(found.get(s, ())))) for d, found in by_day.items()}
+        (s, k) for s in layout.RAW_SOURCES for k in sorted(found.get(s, ())))) for d, found in by_day.items()}
 
 
 def _scan_keys(storage: Storage) -> list[str]:
@@ -334,6 +349,29 @@ def _scan_keys(storage: Storage) -> list[str]:
     keys += [k for k in storage.keys(layout.QUARANTINE_ROOT) if k.endswith(".body")]
     keys += list(storage.keys(layout.IMPORTS_ROOT)) + list(storage.keys(layout.MEDIA_ROOT))
     return keys
+
+
+def _to_read(storage: Storage, keys: list[str], plan: Plan, token: str | None, pii_salt: str | None) -> list[str]:
+    """The keys the bytes search must read: every raw delivery that the day's mentions index (written by the ETL)
+    does not rule out, and all of the other layers (quarantine, imports, media: no index covers them)."""
+    if token is None:  # an identifier without a digit run the index files under: read everything
+        return keys
+    days = sorted(plan.listings)
+    found = zip(days, side_by_side(storage, lambda d: mentions.read(storage, d, pii_salt), days), strict=True)
+    plan.mentions = {d: data for d, data in found if data is not None}
+    ruled_out: set[str] = set()  # indexed keys whose entry cannot mention the subject
+    skip_days: set[date] = set()  # days whose index covers the whole listing: only its candidates are read
+    read: list[str] = []
+    for day, data in plan.mentions.items():
+        candidates = mentions.candidates(data, token)
+        if mentions.covers(data, plan.listings[day].digest):
+            skip_days.add(day)
+            read += candidates
+        else:  # raw data newer than the day's last run: keys the index does not list are read too
+            ruled_out |= set(mentions.keys(data)) - set(candidates)
+    skip = {f"{layout.RAW_ROOT}source={s}/dt={d.isoformat()}/" for d in skip_days for s in layout.RAW_SOURCES}
+    read += [k for k in keys if k not in ruled_out and k.rpartition("/")[0] + "/" not in skip]
+    return read
 
 
 def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Pattern[str]) -> None:
@@ -388,12 +426,16 @@ def _classify(plan: Plan, key: str, body: bytes, match: RowMatch, text: re.Patte
 def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
               progress: Callable[[int, int], None] | None = None) -> Plan:
     """Everything `forget` would change, computed without changing anything (what --dry-run prints)."""
+    import pyarrow.compute as pc
+
     plan = Plan(subject)
     match = RowMatch.of(subject, pii_salt)
     pattern, text, maybe = subject.pattern(), subject.text_pattern(), subject.prefilter()
     keys = _scan_keys(storage)
     plan.scanned = len(keys)
     plan.listings = _listings([k for k in keys if k.startswith(layout.RAW_ROOT)])
+    keys = _to_read(storage, keys, plan, mentions.token(subject.value, pii_salt), pii_salt)
+    plan.read = len(keys)
     for done, (key, body) in enumerate(etl.read_bodies(storage, keys, max(SCAN_THREADS, storage.parallel_reads)),
                                        1):
         if maybe(body) and pattern.search(body):
@@ -404,11 +446,14 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
         h = pii.hasher(pii_salt)
         plan.message_ids |= {pii._hash_chat_part(i, h) for i in plan.message_ids if ":" in i}  # type: ignore[misc]
     deleted = set(plan.delete)
-    for table in (*layout.TABLES, "media"):
-        for key in _table_files(storage, table):
-            mask = _file_masks(_read_parquet(storage, key, MATCH_COLUMNS), table, match, plan, deleted)
-            if mask:
-                plan.rows[key] = {"rows": sum(mask)}
+    for table in (*layout.TABLES, "media"):  # in this order: the media table needs the messages' ids
+        files = _table_files(storage, table)
+        # read side by side (S3 round trips, pyarrow's decoding off the GIL); looked at in order
+        datas = side_by_side(storage, lambda k: _read_parquet(storage, k, MATCH_COLUMNS), files)
+        for key, data in zip(files, datas, strict=True):
+            mask = _file_masks(data, table, match, plan, deleted)
+            if mask is not None:
+                plan.rows[key] = {"rows": pc.sum(mask).as_py()}
                 if not layout.is_import_file(key) and (day := layout.day_of(key)):
                     plan.days.add(day)
     plan.delete = sorted(set(plan.delete))
@@ -432,18 +477,19 @@ def _write_parquet(data: Any) -> bytes:
 
 
 def _filtered(storage: Storage, key: str, match: RowMatch, plan: Plan, deleted: set[str]) -> tuple[bytes, int]:
-    import pyarrow as pa
+    import pyarrow.compute as pc
 
     table = key.split("/")[1]
     data = _read_parquet(storage, key)
-    mask = _file_masks(data, table, match, plan, deleted) or [False] * data.num_rows
-    kept = data.filter(pa.array([not m for m in mask]))
+    mask = _file_masks(data, table, match, plan, deleted)
+    kept = data if mask is None else data.filter(pc.invert(mask))
     return _write_parquet(kept), kept.num_rows
 
 
 def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple[str, str]) -> None:
     """Drop the subject's versions from the day's version file; relabel it for the day's new raw listing."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     key = layout.versions_key(day)
@@ -451,16 +497,20 @@ def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple
         data = pq.read_table(io.BytesIO(storage.get(key)))
     except NotFound:
         return
-    tables, ids = data.column("table").to_pylist(), data.column("id").to_pylist()
-    keep = [not ((t == "messages" and i in plan.message_ids) or (t == "statuses" and i in plan.status_ids))
-            for t, i in zip(tables, ids, strict=True)]
+
+    def theirs(table: str, ids: set[str]) -> Any:
+        return pc.and_(pc.equal(data.column("table"), table),
+                       pc.is_in(data.column("id"), value_set=pa.array(sorted(ids), pa.string())))
+
+    keep = pc.fill_null(pc.invert(pc.or_(theirs("messages", plan.message_ids), theirs("statuses", plan.status_ids))),
+                        True)
     meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
     old, new = mark_digest
-    if all(keep) and meta.get("raw_digest") != old:
+    if pc.all(keep).as_py() and meta.get("raw_digest") != old:
         return
     if meta.get("raw_digest") == old:
         meta["raw_digest"] = new
-    data = data.filter(pa.array(keep)).replace_schema_metadata(meta)
+    data = data.filter(keep).replace_schema_metadata(meta)
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)
     storage.put(key, buffer.getvalue())
@@ -472,6 +522,24 @@ def _rewrite(storage: Storage, key: str, data: bytes, rows: int) -> None:
         storage.put(key, data)
     else:
         storage.delete(key)
+
+
+def _forget_mentions(storage: Storage, plan: Plan, pii_salt: str | None,
+                     listings: dict[date, etl.RawListing]) -> None:
+    """The mentions index without the subject (after the raw layer is done: a killed run's re-run still finds
+    what is left). An index file this run could not use (another identifier space, damaged, a day without raw
+    data) is only a shortcut: it is deleted rather than left holding the identifier."""
+    token = mentions.token(plan.subject.value, pii_salt)
+    if token is None:
+        return  # no digit run: no index files it
+    gone = set(plan.delete)
+    for key in list(storage.keys(layout.MENTIONS_ROOT)):
+        day = layout.day_of(key)
+        data = plan.mentions.get(day) if day else None
+        if data is None:
+            storage.delete(key)
+        elif (new := mentions.without(data, token, gone, listings[day].digest)) is not None:
+            storage.put(key, new)
 
 
 @dataclass
@@ -516,14 +584,16 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     # Raw listings as they are now, for the days whose listing this run changes and the days that depend on them.
     touched = {d for k in plan.delete if k.startswith(layout.RAW_ROOT) if (d := layout.day_of(k))}
     gone = set(plan.delete)
-    now = {d: etl.RawListing(d, tuple(o for o in listing.objects if o[1] not in gone))
+    now = {d: etl.RawListing(d, tuple(o for o in listing.objects if o[1] not in gone)) if d in touched else listing
            for d, listing in plan.listings.items()}  # the raw listings once this run's deletions are done
     before = {d: plan.listings[d].digest for d in touched if d in plan.listings}
     after = {d: now[d].digest for d in before}
     # 1. the deny list: from here on the ETL drops the subject's rows whatever the raw layer holds
-    storage.put(layout.deny_key(plan.deny_hash), json.dumps(
-        {"hash": plan.deny_hash, "kind": subject.deny_kind, "salt": mark,
-         "at": stamp.isoformat(timespec="seconds")}, sort_keys=True).encode())
+    entry = {"hash": plan.deny_hash, "kind": subject.deny_kind, "salt": mark, "at": stamp.isoformat(timespec="seconds")}
+    run = mentions.digit_run(subject.value)
+    if run and run != subject.value:  # a BSUID's or a negative chat id's digits, as the mentions index files them
+        entry["run"] = erasure.subject_hash(salt, run)
+    storage.put(layout.deny_key(plan.deny_hash), json.dumps(entry, sort_keys=True).encode())
     deny_after = erasure.deny_digest(storage)
     step("deny list updated")
     # 2. the raw layers
@@ -532,6 +602,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     for key in plan.delete:
         storage.delete(key)
     step(f"{len(plan.redact)} objects redacted, {len(plan.delete)} deleted")
+    _forget_mentions(storage, plan, pii_salt, now)
     # 3. the tables, day by day, committed like the ETL's
     deleted = set(plan.delete)
     files_by_day: dict[date, list[str]] = {}
@@ -587,7 +658,7 @@ def apply(storage: Storage, plan: Plan, pii_salt: str | None, window: int,
     record = {"at": stamp.isoformat(timespec="seconds"), "kind": subject.kind, "subject": plan.deny_hash,
               "salt": mark, "counts": plan.counts(), "deleted": plan.delete, "redacted": sorted(plan.redact),
               "tables": {k: v["rows"] for k, v in sorted(plan.rows.items())}, "days_rerun": out.reran,
-              "scanned": plan.scanned}
+              "scanned": plan.scanned, "read": plan.read}
     out.record_key = layout.erasure_record_key(stamp.strftime("%Y%m%dT%H%M%S%fZ"), plan.deny_hash)
     storage.put(out.record_key, json.dumps(record, indent=1, sort_keys=True).encode())
     return out
@@ -612,7 +683,7 @@ def command(storage: Storage, subject: Subject, pii_salt: str | None, window: in
 
     with ui.progress_bar("scanning the lake", unit="objects") as advance:
         plan = make_plan(storage, subject, pii_salt, advance)
-    title = (f"forget {KINDS[subject.kind]} on {storage.url}: {plan.scanned} objects scanned, days "
+    title = (f"forget {KINDS[subject.kind]} on {storage.url}: {plan.scanned} objects scanned ({plan.read} read), days "
              f"{day_range(plan.days)}")
     ui.print_table(affected_summary(plan) or [{"what": "nothing found", "count": 0}], ["what", "count"], title=title)
     if dry_run:

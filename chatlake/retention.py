@@ -2,8 +2,10 @@
 
 `RAW_RETENTION_DAYS` covers what people sent as received (raw, quarantine, kept imports, media);
 `TABLE_RETENTION_DAYS` the derived layers (enriched partitions and the ETL's own `etl/dt=…` records). Unset: keep
-forever. A day D is "older than N days" when D < today - N (UTC): with N = 30, today-30 is kept and today-31 goes.
-Objects without a `dt=` in their key (kept imports) go by their age. `audit/` never expires.
+forever. The ETL's mentions index (`etl/mentions/`: which raw keys can mention which ids) describes raw data and
+goes with it, by `RAW_RETENTION_DAYS`. A day D is "older than N days" when D < today - N (UTC): with N = 30,
+today-30 is kept and today-31 goes. Objects without a `dt=` in their key (kept imports) go by their age. `audit/`
+never expires.
 
 Locally `chatlake prune` deletes what is older; in AWS the same split is an S3 lifecycle configuration
 (`expiry_rules`, applied by `chatlake deploy` and by `chatlake prune --lifecycle`). S3 expires by object age, which
@@ -23,12 +25,13 @@ from chalicelib.settings import ConfigError
 from chalicelib.storage import Storage
 
 RULE_PREFIX = "chatlake-expire-"
+RAW_DERIVED = (*layout.RAW_LAYERS, layout.MENTIONS_ROOT)  # what RAW_RETENTION_DAYS covers
 
 
 def expiry_rules(raw_days: int | None, table_days: int | None, root: str = "") -> list[dict[str, Any]]:
     """S3 lifecycle rules for the two settings, one per layer prefix (under the lake's `root` prefix)."""
     rules = []
-    for days, prefixes in ((raw_days, layout.RAW_LAYERS), (table_days, layout.TABLE_LAYERS)):
+    for days, prefixes in ((raw_days, RAW_DERIVED), (table_days, layout.TABLE_LAYERS)):
         if days:
             rules += [{"ID": f"{RULE_PREFIX}{(root + p).strip('/').replace('/', '-')}", "Status": "Enabled",
                        "Filter": {"Prefix": root + p}, "Expiration": {"Days": days}} for p in prefixes]
@@ -69,9 +72,13 @@ def plan(storage: Storage, raw_days: int | None, table_days: int | None, today: 
     """What `prune` deletes: nothing for an unset setting."""
     check(raw_days, table_days)
     p = PrunePlan(today or datetime.now(UTC).date(), raw_days, table_days)
-    for days, roots in ((raw_days, layout.RAW_LAYERS), (table_days, layout.TABLE_LAYERS)):
+    seen: set[str] = set()
+    for days, roots in ((raw_days, RAW_DERIVED), (table_days, layout.TABLE_LAYERS)):
         if days:
             for key in _older(storage, roots, days, p.today):
+                if key in seen:  # etl/mentions/ is under both settings' prefixes
+                    continue
+                seen.add(key)
                 p.keys.append(key)
                 layer = key.split("/", 1)[0]
                 p.counts[layer] = p.counts.get(layer, 0) + 1

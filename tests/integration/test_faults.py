@@ -238,8 +238,8 @@ def test_the_etl_rides_out_s3_throttling_and_gives_the_same_day(
     assert {k: clean.get(k) for k in keys(clean, "enriched/")} == reference  # byte for byte
     assert all(n == _times(url) + 1 for (_, url), n in throttle.attempts.items())  # through after its SlowDowns
     methods = Counter(method for method, _ in throttle.attempts)
-    # + versions + commit + the run manifest
-    assert methods["GET"] >= result.deliveries and methods["PUT"] == len(layout.TABLES) + 3
+    # + versions + commit + the run manifest + forget's mentions index
+    assert methods["GET"] >= result.deliveries and methods["PUT"] == len(layout.TABLES) + 4
     assert len(waits) == throttle.throttled  # one backoff asked for per SlowDown
     record_figure("faults: ETL under S3 throttling", f"{len(throttle.attempts)} S3 requests answered SlowDown "
                                                      f"{throttle.throttled} times; the day completed, identical to an "

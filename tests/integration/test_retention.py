@@ -50,7 +50,7 @@ def test_prune_removes_exactly_what_is_older_than_the_settings(lake: Storage, mo
     for key in before:
         day = layout.day_of(key)
         age = (TODAY - day).days if day else None
-        raw_layer = key.startswith(layout.RAW_LAYERS)
+        raw_layer = key.startswith(retention.RAW_DERIVED)  # the raw layers and the ETL's mentions index of them
         table_layer = key.startswith(layout.TABLE_LAYERS)
         gone = (raw_layer and age is not None and age > 3) or (table_layer and age is not None and age > 5)
         assert (key not in after) == gone, key
@@ -100,7 +100,7 @@ def test_lifecycle_rules_on_the_bucket(s3: object) -> None:
     assert got["owner-logs"] == ("logs/", 3)
     assert {v for k, v in got.items() if k != "owner-logs"} == {
         ("lake/raw/", 30), ("lake/quarantine/", 30), ("lake/imports/", 30), ("lake/media/", 30),
-        ("lake/enriched/", 400), ("lake/etl/", 400)}
+        ("lake/etl/mentions/", 30), ("lake/enriched/", 400), ("lake/etl/", 400)}
     retention.apply_lifecycle(s3, "chatlake-test", "lake/", None, 400)  # raw unset: its rules go, others stay
     ids = {r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="chatlake-test")["Rules"]}
     assert ids == {"owner-logs", "chatlake-expire-lake-enriched", "chatlake-expire-lake-etl"}
@@ -118,4 +118,5 @@ def test_prune_lifecycle_verb_on_s3(lake: Storage, monkeypatch: pytest.MonkeyPat
         return
     assert cli.main(["prune", "--lifecycle"]) == 0
     rules = lake.client.get_bucket_lifecycle_configuration(Bucket="chatlake-test")["Rules"]
-    assert {r["Filter"]["Prefix"] for r in rules} == {"lake/raw/", "lake/quarantine/", "lake/imports/", "lake/media/"}
+    assert {r["Filter"]["Prefix"] for r in rules} == {"lake/raw/", "lake/quarantine/", "lake/imports/", "lake/media/",
+                                                     "lake/etl/mentions/"}
