@@ -206,12 +206,14 @@ class DayRows:
 MIN_DELIVERIES_PER_PROCESS = 10_000
 
 
-def parse_processes(storage: Storage, deliveries: int) -> int:
-    """How many processes read and parse a day: the usable cores for a large day on a local disk, else 1. On S3
-    the reads wait on the network and threads overlap them (`read_bodies`); those threads rule out a fork."""
-    if storage.parallel_reads > 1 or deliveries < 2 * MIN_DELIVERIES_PER_PROCESS:
+def parse_processes(storage: Storage, deliveries: int, at_most: int | None = None) -> int:
+    """How many processes read and parse a day: the usable cores (`multicore.usable_cores`) for a large day on a
+    local disk, else 1. On S3 the reads wait on the network and threads overlap them (`read_bodies`); those
+    threads rule out a fork."""
+    if storage.parallel_reads > 1 or deliveries < 2 * MIN_DELIVERIES_PER_PROCESS or at_most == 1:
         return 1
-    return max(1, min(multicore.usable_cores(), deliveries // MIN_DELIVERIES_PER_PROCESS))
+    count = min(multicore.usable_cores(), deliveries // MIN_DELIVERIES_PER_PROCESS)
+    return max(1, count if at_most is None else min(count, at_most))
 
 
 def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
@@ -221,11 +223,11 @@ def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
     Rows of forgotten people (the erasure deny list) are dropped first, before any duplicate check or version
     file sees them: a re-delivered old body gives nothing, and no later day counts them.
 
-    `processes` (default: `parse_processes`) work on contiguous slices of the key order, merged in that order:
-    the same rows, in the same order, as one process gives."""
+    Up to `processes` processes (`parse_processes` decides) work on contiguous slices of the key order, merged
+    in that order: the same rows, in the same order, as one process gives."""
     deny = deny if deny else None
     objects = listing.objects
-    count = parse_processes(storage, len(objects)) if processes is None else processes
+    count = parse_processes(storage, len(objects), processes)
     if count <= 1:
         rows = _parse_objects(storage, listing, objects, deny, progress)
     else:
@@ -515,15 +517,16 @@ def _roll_back(storage: Storage, day: date, previous: dict[str, bytes | None], w
 
 def run_day(storage: Storage, day: date, pii_salt: str | None = None, progress: Progress | None = None, *,
             window: int = DEFAULT_RETRY_WINDOW_DAYS, listings: dict[date, RawListing] | None = None,
-            deny: erasure.DenyList | None = None) -> DayResult:
-    """The ETL for one day (see the module's docstring)."""
+            deny: erasure.DenyList | None = None, processes: int | None = None) -> DayResult:
+    """The ETL for one day (see the module's docstring); `processes`: at most that many parse (`read_day`)."""
     # Rows are many small objects that all live until the day is written: the cyclic garbage collector
     # would rescan them again and again for nothing (there are no reference cycles to find here).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         deny = erasure.load(storage, pii_salt) if deny is None else deny
-        return _run_day(storage, day, pii_salt, progress, window, {} if listings is None else listings, deny)
+        return _run_day(storage, day, pii_salt, progress, window, {} if listings is None else listings, deny,
+                        processes)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -536,7 +539,7 @@ def raw_expired(record: dict[str, Any] | None, listing: RawListing) -> bool:
 
 
 def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progress | None, window: int,
-             listings: dict[date, RawListing], deny: erasure.DenyList) -> DayResult:
+             listings: dict[date, RawListing], deny: erasure.DenyList, processes: int | None = None) -> DayResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     listing = list_raw(storage, day, listings)
@@ -547,7 +550,7 @@ def _run_day(storage: Storage, day: date, pii_salt: str | None, progress: Progre
         for w in result.warnings:
             log.warning("%s", w)
         return result
-    rows = read_day(storage, listing, pii_salt, progress, deny)
+    rows = read_day(storage, listing, pii_salt, progress, deny, processes=processes)
     return finish_day(storage, rows, pii_salt, window, listings, started, started_at, deny)
 
 

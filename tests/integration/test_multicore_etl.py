@@ -23,8 +23,15 @@ def day_lake(root) -> FolderStorage:
     return lake
 
 
+@pytest.fixture
+def small_days_fork(monkeypatch):
+    """Days of a few hundred deliveries parsed on up to 4 processes, as days of 100k are."""
+    monkeypatch.setattr(etl, "MIN_DELIVERIES_PER_PROCESS", 50)
+    monkeypatch.setattr(multicore, "usable_cores", lambda: 4)
+
+
 @pytest.mark.parametrize("salt", [None, "pepper"])
-def test_rows_on_several_processes_are_those_of_one(tmp_path, salt):
+def test_rows_on_several_processes_are_those_of_one(tmp_path, salt, small_days_fork):
     lake = day_lake(tmp_path)
     listing = etl.list_raw(lake, D1)
     one = etl.read_day(lake, listing, salt, deny=erasure.DenyList(), processes=1)
@@ -38,14 +45,11 @@ def test_rows_on_several_processes_are_those_of_one(tmp_path, salt):
     assert progress[-1] == (len(listing.objects), len(listing.objects))
 
 
-def test_a_large_day_runs_on_the_usable_cores_with_the_same_bytes_out(tmp_path, monkeypatch):
+def test_a_large_day_runs_on_the_usable_cores_with_the_same_bytes_out(tmp_path, small_days_fork):
     single, multi = day_lake(tmp_path / "single"), day_lake(tmp_path / "multi")
-    monkeypatch.setattr(etl, "MIN_DELIVERIES_PER_PROCESS", 50)
-    monkeypatch.setattr(multicore, "usable_cores", lambda: 1)
-    assert etl.parse_processes(single, 400) == 1
-    want = etl.run_day(single, D1, "pepper")
-    monkeypatch.setattr(multicore, "usable_cores", lambda: 4)
     assert etl.parse_processes(multi, 400) == 4 and etl.parse_processes(multi, 99) == 1
+    assert etl.parse_processes(multi, 400, at_most=2) == 2 and etl.parse_processes(multi, 400, at_most=1) == 1
+    want = etl.run_day(single, D1, "pepper", processes=1)
     got = etl.run_day(multi, D1, "pepper")
     names = [layout.part_key(t, D1) for t in layout.TABLES] + [layout.versions_key(D1)]
     assert {k: multi.get(k) for k in names} == {k: single.get(k) for k in names}
