@@ -264,18 +264,19 @@ def _parse_objects(storage: Storage, listing: RawListing, objects: Sequence[tupl
             parsed.messages = [m for m in parsed.messages if not deny.drops_message(m)]
             parsed.statuses = [s for s in parsed.statuses if not deny.drops_status(s)]
         for m in parsed.messages:
-            k = version_key(m)
+            k = (m.source, m.message_id, m.edited_at, m.message_type)  # version_key, inlined: once per row
             if k in messages:
                 rows.duplicates += 1
             else:
                 messages[k] = m
         for s in parsed.statuses:
-            k = status_key(s)
+            k = (s.message_id, s.status)  # status_key
             if k in statuses:
                 rows.duplicates += 1
             else:
                 statuses[k] = s
-        rows.rejects.extend(Reject(source, key, reason) for reason in parsed.problems)
+        if parsed.problems:
+            rows.rejects.extend(Reject(source, key, reason) for reason in parsed.problems)
         if progress and (done % 1000 == 0 or done == total):
             progress(done, total)
     return rows
