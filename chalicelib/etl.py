@@ -232,7 +232,8 @@ def read_day(storage: Storage, listing: RawListing, pii_salt: str | None,
         rows = _parse_objects(storage, listing, objects, deny, progress)
     else:
         parts = multicore.in_slices(objects, count,
-                                    lambda part: _parse_objects(storage, listing, part, deny, progress, len(objects)),
+                                    lambda part, index: _parse_objects(storage, listing, part, deny,
+                                                                       None if index else progress, len(objects)),
                                     _encode_rows, lambda data: _decode_rows(listing, data), meanwhile=_import_arrow)
         rows = _merge_rows(listing, parts)
         if progress:

@@ -55,20 +55,21 @@ class _Child(Generic[T]):
     pid: int
     fd: int
     part: Sequence[T]
+    index: int
 
 
-def in_slices(items: Sequence[T], processes: int, work: Callable[[Sequence[T]], R],
+def in_slices(items: Sequence[T], processes: int, work: Callable[[Sequence[T], int], R],
               encode: Callable[[R], bytes], decode: Callable[[bytes], R],
               meanwhile: Callable[[], object] | None = None) -> list[R]:
-    """`work` on each of `processes` contiguous slices of `items`, the first here and the others in forked
-    children (whose results cross a pipe through `encode`/`decode`); the results in slice order. `meanwhile`
-    runs here once this process's slice is done, while the children may still be working."""
+    """`work(slice, index)` on each of `processes` contiguous slices of `items`, slice 0 here (only it may show
+    progress) and the others in forked children (whose results cross a pipe through `encode`/`decode`); the
+    results in slice order. `meanwhile` runs here once slice 0 is done, while the children may still work."""
     parts = slices(items, max(1, processes))
     children: list[_Child[T]] = []
     try:
-        for part in parts[1:]:
-            children.append(_fork(part, work, encode))
-        results = [work(parts[0])]
+        for index, part in enumerate(parts[1:], 1):
+            children.append(_fork(part, index, work, encode))
+        results = [work(parts[0], 0)]
         if meanwhile and children:
             meanwhile()
         while children:
@@ -79,7 +80,8 @@ def in_slices(items: Sequence[T], processes: int, work: Callable[[Sequence[T]], 
             _stop(child)
 
 
-def _fork(part: Sequence[T], work: Callable[[Sequence[T]], R], encode: Callable[[R], bytes]) -> _Child[T]:
+def _fork(part: Sequence[T], index: int, work: Callable[[Sequence[T], int], R],
+          encode: Callable[[R], bytes]) -> _Child[T]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code, never runs its exit handlers
@@ -87,7 +89,7 @@ def _fork(part: Sequence[T], work: Callable[[Sequence[T]], R], encode: Callable[
         try:
             os.close(read_fd)
             try:
-                data = _OK + encode(work(part))
+                data = _OK + encode(work(part, index))
             except Exception as e:  # the parent raises it, as if the work had run there
                 data = _FAILED + _pickled(e)
             view = memoryview(data)
@@ -97,7 +99,7 @@ def _fork(part: Sequence[T], work: Callable[[Sequence[T]], R], encode: Callable[
         finally:
             os._exit(code)
     os.close(write_fd)
-    return _Child(pid, read_fd, part)
+    return _Child(pid, read_fd, part, index)
 
 
 def _pickled(error: Exception) -> bytes:
@@ -107,7 +109,7 @@ def _pickled(error: Exception) -> bytes:
         return pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
 
 
-def _result(child: _Child[T], work: Callable[[Sequence[T]], R], decode: Callable[[bytes], R]) -> R:
+def _result(child: _Child[T], work: Callable[[Sequence[T], int], R], decode: Callable[[bytes], R]) -> R:
     """The child's result (read to the end of its pipe, then reaped); its slice redone here if it has none."""
     chunks = []
     try:
@@ -122,7 +124,7 @@ def _result(child: _Child[T], work: Callable[[Sequence[T]], R], decode: Callable
     if data[:1] != _OK or os.waitstatus_to_exitcode(status) != 0:
         log.warning("a worker process ended without its result (exit %s): its %d items are redone in this one",
                     os.waitstatus_to_exitcode(status), len(child.part))
-        return work(child.part)
+        return work(child.part, child.index)
     return decode(data[1:])
 
 

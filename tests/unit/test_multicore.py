@@ -10,8 +10,8 @@ import pytest
 from chalicelib import multicore
 
 
-def squares_and_pid(part):
-    return [x * x for x in part], os.getpid()
+def squares_and_pid(part, index):
+    return [x * x for x in part], os.getpid(), index
 
 
 def test_slices_are_contiguous_cover_everything_and_keep_order():
@@ -25,15 +25,16 @@ def test_each_slice_but_the_first_runs_in_a_child_and_results_come_in_order():
     waited = []
     results = multicore.in_slices(list(range(100)), 3, squares_and_pid, marshal.dumps, marshal.loads,
                                   meanwhile=lambda: waited.append(True))
-    assert [x for rows, _ in results for x in rows] == [x * x for x in range(100)]
-    pids = [pid for _, pid in results]
+    assert [x for rows, _, _ in results for x in rows] == [x * x for x in range(100)]
+    pids = [pid for _, pid, _ in results]
     assert pids[0] == os.getpid() and len(set(pids)) == 3
+    assert [index for _, _, index in results] == [0, 1, 2]
     assert waited == [True]
-    assert multicore.in_slices([1, 2], 1, squares_and_pid, marshal.dumps, marshal.loads)[0][1] == os.getpid()
+    assert multicore.in_slices([1, 2], 1, squares_and_pid, marshal.dumps, marshal.loads)[0][1:] == (os.getpid(), 0)
 
 
 def test_an_error_in_a_child_is_raised_here():
-    def work(part):
+    def work(part, index):
         if 7 in part:
             raise ValueError("item 7 is bad")
         return list(part)
@@ -45,7 +46,7 @@ def test_an_error_in_a_child_is_raised_here():
 def test_a_child_that_dies_has_its_slice_redone_here(caplog):
     parent = os.getpid()
 
-    def work(part):
+    def work(part, index):
         if os.getpid() != parent:
             os._exit(3)  # killed, out of memory...: no result on the pipe
         return [x + 1 for x in part]
