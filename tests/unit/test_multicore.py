@@ -67,3 +67,10 @@ def test_no_fork_while_another_thread_is_alive():
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.parametrize(("load", "want"), [(0.2, 4), (1.0, 4), (2.4, 3), (3.4, 2), (4.6, 1), (12.0, 1)])
+def test_cores_other_programs_keep_busy_are_not_used(monkeypatch, load, want):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert multicore.usable_cores() == want
