@@ -256,10 +256,9 @@ def _parse_objects(storage: Storage, listing: RawListing, objects: Sequence[tupl
     """The rows of some of the day's deliveries (in their order), each version and status once."""
     rows = DayRows(listing)
     messages, statuses = rows.messages, rows.statuses
-    sources = {key: source for source, key in objects}
-    total = total or len(sources)
-    for done, (key, body) in enumerate(read_bodies(storage, list(sources), storage.parallel_reads), 1):
-        source = sources[key]
+    total = total or len(objects)
+    bodies = read_bodies(storage, [key for _, key in objects], storage.parallel_reads)
+    for done, ((source, key), (_, body)) in enumerate(zip(objects, bodies, strict=True), 1):
         parsed = parse_delivery(source, key, body)
         if deny is not None:
             parsed.messages = [m for m in parsed.messages if not deny.drops_message(m)]
