@@ -42,6 +42,7 @@ def test_rows_on_several_processes_are_those_of_one(tmp_path, salt, small_days_f
     assert list(many.messages.items()) == list(one.messages.items())  # same rows, same copies, same order
     assert list(many.statuses.items()) == list(one.statuses.items())
     assert (many.rejects, many.duplicates) == (one.rejects, one.duplicates)
+    assert many.mentions == one.mentions and len(one.mentions) == len(listing.objects)  # forget's index too
     assert progress[-1] == (len(listing.objects), len(listing.objects))
 
 
@@ -51,7 +52,7 @@ def test_a_large_day_runs_on_the_usable_cores_with_the_same_bytes_out(tmp_path, 
     assert etl.parse_processes(multi, 400, at_most=2) == 2 and etl.parse_processes(multi, 400, at_most=1) == 1
     want = etl.run_day(single, D1, "pepper", processes=1)
     got = etl.run_day(multi, D1, "pepper")
-    names = [layout.part_key(t, D1) for t in layout.TABLES] + [layout.versions_key(D1)]
+    names = [layout.part_key(t, D1) for t in layout.TABLES] + [layout.versions_key(D1), layout.mentions_key(D1)]
     assert {k: multi.get(k) for k in names} == {k: single.get(k) for k in names}
     assert (got.messages, got.statuses, got.rejects, got.duplicates) == (
         want.messages, want.statuses, want.rejects, want.duplicates)
