@@ -486,17 +486,29 @@ def to_parquet(table: str, rows: list[Any], metadata: dict[str, str] | None = No
     given order, for a fanned-out run's shares, whose order decides which copy of a row wins; `metadata` goes in
     its schema, for a writer's own bookkeeping)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     schema = arrow_schema(table)
     names = list(COLUMNS[table])
     columns = zip(*map(attrgetter(*names), rows), strict=True) if rows else ([] for _ in names)  # tuples per column
     arrays = [pa.array(values, type=schema.field(name).type) for name, values in zip(names, columns, strict=True)]
     data = pa.Table.from_arrays(arrays, schema=schema)
-    if sort and len(rows) > 1:
-        data = data.sort_by([(k, "ascending") for k in SORT_KEYS[table]])
+    if sort:
+        data = sorted_table(table, data)
     if metadata:
         data = data.replace_schema_metadata(metadata)
+    return parquet_bytes(data)
+
+
+def sorted_table(table: str, data: Any) -> Any:
+    """An Arrow table of `table`'s rows in the lake's stable order (its SORT_KEYS)."""
+    return data.sort_by([(k, "ascending") for k in SORT_KEYS[table]]) if data.num_rows > 1 else data
+
+
+def parquet_bytes(data: Any) -> bytes:
+    """An Arrow table as a lake table's file: the one set of writer options, so that every writer (a full run, the
+    fan-out's merge, an import, `forget`) gives the same bytes for the same rows."""
+    import pyarrow.parquet as pq
+
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
     return buffer.getvalue()

@@ -118,19 +118,13 @@ def _first_copies(table: str, data: pa.Table) -> _Merged:
 
 
 def _write(table: str, data: pa.Table, positions: list[int]) -> bytes:
-    """etl.to_parquet for rows already in Arrow: the same schema, sort and writer options, hence the same bytes
+    """etl.to_parquet for rows already in Arrow: the same schema, sort and writer, hence the same bytes
     (tests/integration/test_fanout.py compares them with a single run's)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = arrow_schema(table)
     kept = data.take(pa.array(positions, pa.int64())) if positions != list(range(data.num_rows)) else data
-    kept = pa.Table.from_arrays([kept.column(n).combine_chunks() for n in COLUMNS[table]], schema=schema)
-    if kept.num_rows > 1:
-        kept = kept.sort_by([(k, "ascending") for k in etl.SORT_KEYS[table]])
-    buffer = io.BytesIO()
-    pq.write_table(kept, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
-    return buffer.getvalue()
+    kept = pa.Table.from_arrays([kept.column(n).combine_chunks() for n in COLUMNS[table]], schema=arrow_schema(table))
+    return etl.parquet_bytes(etl.sorted_table(table, kept))
 
 
 def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None, *,

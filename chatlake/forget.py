@@ -468,14 +468,6 @@ def make_plan(storage: Storage, subject: Subject, pii_salt: str | None,
 # --- applying the plan --------------------------------------------------------------------------------------------
 
 
-def _write_parquet(data: Any) -> bytes:
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
-    return buffer.getvalue()
-
-
 def _filtered(storage: Storage, key: str, match: RowMatch, plan: Plan, deleted: set[str]) -> tuple[bytes, int]:
     import pyarrow.compute as pc
 
@@ -483,7 +475,7 @@ def _filtered(storage: Storage, key: str, match: RowMatch, plan: Plan, deleted: 
     data = _read_parquet(storage, key)
     mask = _file_masks(data, table, match, plan, deleted)
     kept = data if mask is None else data.filter(pc.invert(mask))
-    return _write_parquet(kept), kept.num_rows
+    return etl.parquet_bytes(kept), kept.num_rows
 
 
 def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple[str, str]) -> None:

@@ -9,7 +9,6 @@ schema, sort order and writer options, but all days converted and sorted at once
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import fields
@@ -50,7 +49,6 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     """(day sent, the day's `messages` Parquet file, its rows), day by day in order. `days`: the rows sent on each
     day (days since the epoch), which the caller has counted already."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from chalicelib import etl
 
@@ -64,13 +62,11 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     arrays = [pa.array(columns[at[name]], type=schema.field(name).type) for name in COLUMNS["messages"]]
     # Sorted as a whole by the ETL's keys (sent_at first), each day's rows are one slice, in the order the day's
     # own sort gives them: the keys leave no ties (the import keeps one row per source, message id and edit).
-    table = pa.Table.from_arrays(arrays, schema=schema).sort_by([(k, "ascending") for k in etl.SORT_KEYS["messages"]])
+    table = etl.sorted_table("messages", pa.Table.from_arrays(arrays, schema=schema))
     offset = 0
     for day in sorted(days):
         n = days[day]
-        buffer = io.BytesIO()
-        pq.write_table(table.slice(offset, n), buffer, compression="zstd", use_dictionary=True,
-                       write_statistics=True)
+        data = etl.parquet_bytes(table.slice(offset, n))
         offset += n
-        yield EPOCH_DAY + timedelta(days=day), buffer.getvalue(), n
+        yield EPOCH_DAY + timedelta(days=day), data, n
 
