@@ -29,6 +29,8 @@ n = 0
 for source in ("telegram", "whatsapp"):
     folder = os.path.join(sys.argv[1], f"raw/source={source}/dt={sys.argv[2]}")
     for entry in os.scandir(folder):
+        if entry.name == "_arrivals":  # the folder's arrivals journal (FolderStorage), not a delivery
+            continue
         with open(entry.path, "rb") as f:
             orjson.loads(f.read())
         n += 1
