@@ -297,7 +297,7 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Row], attachmen
 def _new_rows(rows: list[Row], held: Held, result: ImportResult) -> list[Row]:
     """The rows the lake does not hold yet, each version once (the first by day sent, then file order);
     `result.duplicates` counts the others."""
-    if not held.versions and not held.fingerprints and len(set(map(_version, rows))) == len(rows):
+    if not held.versions and not held.fingerprints and _versions_unique(rows):
         return rows  # a fresh lake, and no version twice: nothing to compare (most first imports)
     order = sorted(range(len(rows)), key=lambda i: rows[i][SENT_AT] // DAY_MS)  # stable: file order within a day
     keep: list[Row] = []
@@ -311,6 +311,14 @@ def _new_rows(rows: list[Row], held: Held, result: ImportResult) -> list[Row]:
         seen.add(version)
         keep.append(r)
     return keep
+
+
+def _versions_unique(rows: list[Row]) -> bool:
+    """Whether no version comes twice. The rows of one export share its source, so a version is told by the message
+    id alone where there is no edit time (most rows): a set of strings, not of a tuple per row."""
+    originals = {r[MESSAGE_ID] for r in rows if r[EDITED_AT] is None}
+    edits = {(r[MESSAGE_ID], r[EDITED_AT]) for r in rows if r[EDITED_AT] is not None}
+    return len(originals) + len(edits) == len(rows)
 
 
 def _previous_days(storage: Storage, source: str, digest: str) -> list[date]:
