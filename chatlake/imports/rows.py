@@ -9,8 +9,10 @@ schema, sort order and writer options, but all days converted and sorted at once
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import date, timedelta
 from operator import attrgetter
@@ -28,6 +30,7 @@ assert (FIELDS[EDITED_AT], FIELDS[SENDER_ID], FIELDS[SENDER_NAME], FIELDS[SENDER
                                                         "text", "media_mime_type", "direction")
 
 DAY_MS = 86_400_000
+WRITERS = min(4, os.cpu_count() or 1)  # threads making the days' Parquet files
 EPOCH_DAY = date(1970, 1, 1)
 _values = attrgetter(*FIELDS)
 
@@ -63,10 +66,14 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     # Sorted as a whole by the ETL's keys (sent_at first), each day's rows are one slice, in the order the day's
     # own sort gives them: the keys leave no ties (the import keeps one row per source, message id and edit).
     table = etl.sorted_table("messages", table)
-    offset = 0
-    for day in sorted(days):
-        n = days[day]
-        data = etl.parquet_bytes(table.slice(offset, n))
-        offset += n
-        yield EPOCH_DAY + timedelta(days=day), data, n
+    order = sorted(days)
+    slices, offset = [], 0
+    for day in order:
+        slices.append(table.slice(offset, days[day]))
+        offset += days[day]
+    # Arrow encodes and compresses a file without holding the GIL: the days' files are made side by side, on
+    # threads (no fork: the caller may run a progress bar's thread), and given back in day order.
+    with ThreadPoolExecutor(min(WRITERS, len(order)), thread_name_prefix="import-parquet") as pool:
+        for day, data in zip(order, pool.map(etl.parquet_bytes, slices), strict=True):
+            yield EPOCH_DAY + timedelta(days=day), data, days[day]
 
