@@ -26,6 +26,7 @@ import os
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -161,13 +162,16 @@ def import_telegram(storage: Storage, data: bytes, *, zone: tzinfo, zone_name: s
 
 def _import_telegram(storage: Storage, data: bytes, zone: tzinfo, zone_name: str, me: str | None,
                      pii_salt: str | None, dry_run: bool, progress: Progress | None) -> ImportResult:
-    digest = layout.digest(data)
+    # hashlib lets go of the GIL over a large buffer: the file's digest is taken on a thread while orjson decodes.
+    with ThreadPoolExecutor(1, thread_name_prefix="import-digest") as pool:
+        hashing = pool.submit(layout.digest, data)
+        try:
+            document = decode(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise ImportFailed(f"the file is not readable JSON ({e}): give Telegram Desktop's result.json, "
+                               "exported as machine-readable JSON") from None
+        digest = hashing.result()
     key = layout.import_key("telegram", digest, "json")
-    try:
-        document = decode(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ImportFailed(f"the file is not readable JSON ({e}): give Telegram Desktop's result.json, exported "
-                           "as machine-readable JSON") from None
     try:
         export = telegram_export.parse(document, key, zone, me=me, progress=progress)
     except telegram_export.NotAnExport as e:
