@@ -19,7 +19,7 @@ import mimetypes
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
 
 from chalicelib.schema import Message
@@ -139,11 +139,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
         elif line.strip():
             unreadable.append((number, line))
     order = date_order or detect_date_order([fields[h[1]] for h in heads])
-    stamps: dict[str, tuple[str, int] | None] = {}  # a header as written -> (local time as ISO text, ms UTC)
-    offsets: dict[tuple[int, int], int | None] = {}
-    for header, f in fields.items():
-        local = _local_time(f, order)
-        stamps[header] = None if local is None else (local.isoformat(), _utc_millis(local, zone, offsets))
+    stamps = _stamps(fields, order, zone)
     out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
     senders: set[str] = set()
     group_hint = False
@@ -283,6 +279,18 @@ def detect_date_order(headers: list[tuple]) -> str:
 
 def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
     """The naive local time of a header's fields, or None when they make no date."""
+    y, month, day = _ymd(f, order)
+    clock = _clock(f)
+    if clock is None:
+        return None
+    try:
+        return datetime(y, month, day, *clock)
+    except ValueError:
+        return None
+
+
+def _ymd(f: tuple[str | None, ...], order: str) -> tuple[int, int, int]:
+    """(year, month, day) of a header's fields as numbers, not checked (two-digit years are 20xx)."""
     a, b, c = f[0], f[2], f[3]
     if order == "ymd":
         year, month, day = a, b, c
@@ -293,16 +301,49 @@ def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
     y = int(year or 0)
     if len(year or "") <= 2:
         y += 2000
+    return y, int(month or 0), int(day or 0)
+
+
+def _clock(f: tuple[str | None, ...]) -> tuple[int, int, int] | None:
+    """(hour, minute, second) on a 24-hour clock, not checked beyond AM/PM's hours 1-12 (None outside them)."""
     hour, minute, second = int(f[4] or 0), int(f[5] or 0), int(f[6] or 0)
     ampm = f[7]
     if ampm is not None:
         if not 1 <= hour <= 12:
             return None
         hour = hour % 12 + (12 if ampm in "Pp" else 0)
-    try:
-        return datetime(y, int(month or 0), int(day or 0), hour, minute, second)
-    except ValueError:
-        return None
+    return hour, minute, second
+
+
+def _stamps(fields: dict[str, tuple], order: str, zone: tzinfo) -> dict[str, tuple[str, int] | None]:
+    """Each distinct header as written -> (its local time as ISO text, ms since the epoch), None where it makes
+    no date: what `_local_time`, `isoformat` and `_utc_millis` give, but with the date checked and written once
+    per distinct date (a chat has many headers a day) and the clock's part done in plain arithmetic."""
+    dates: dict[tuple, tuple[str, int] | None] = {}  # the date's fields -> (ISO date, ordinal)
+    offsets: dict[tuple[int, int], int | None] = {}
+    out: dict[str, tuple[str, int] | None] = {}
+    for header, f in fields.items():
+        key = (f[0], f[2], f[3])
+        known = dates.get(key, False)
+        if known is False:
+            try:
+                day = date(*_ymd(f, order))
+                known = dates[key] = (day.isoformat(), day.toordinal())
+            except ValueError:
+                known = dates[key] = None
+        clock = _clock(f)
+        if known is None or clock is None or clock[0] > 23 or clock[1] > 59 or clock[2] > 59:
+            out[header] = None  # as datetime() refuses it
+            continue
+        hour, minute, second = clock
+        iso_date, ordinal = known
+        offset = offsets.get((ordinal, hour), False)
+        if offset is False or offset is None:  # not asked yet, or changing within the hour: time by time
+            millis = _utc_millis(datetime(*_ymd(f, order), hour, minute, second), zone, offsets)
+        else:
+            millis = ((ordinal - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute * 60 + second - offset) * 1000
+        out[header] = (f"{iso_date}T{hour:02d}:{minute:02d}:{second:02d}", millis)
+    return out
 
 
 def _utc_millis(local: datetime, zone: tzinfo, offsets: dict[tuple[int, int], int | None] | None = None) -> int:
