@@ -317,32 +317,40 @@ def _clock(f: tuple[str | None, ...]) -> tuple[int, int, int] | None:
 
 def _stamps(fields: dict[str, tuple], order: str, zone: tzinfo) -> dict[str, tuple[str, int] | None]:
     """Each distinct header as written -> (its local time as ISO text, ms since the epoch), None where it makes
-    no date: what `_local_time`, `isoformat` and `_utc_millis` give, but with the date checked and written once
-    per distinct date (a chat has many headers a day) and the clock's part done in plain arithmetic."""
+    no date: what `_local_time`, `isoformat` and `_utc_millis` give, but with a date checked and written once per
+    distinct date and a clock once per distinct clock (a chat has many headers a day, and the same minutes every
+    day), joined by plain arithmetic."""
     dates: dict[tuple, tuple[str, int] | None] = {}  # the date's fields -> (ISO date, ordinal)
+    clocks: dict[tuple, tuple[int, int, str] | None] = {}  # the clock's fields -> (hour, seconds of the day, ISO)
     offsets: dict[tuple[int, int], int | None] = {}
     out: dict[str, tuple[str, int] | None] = {}
     for header, f in fields.items():
-        key = (f[0], f[2], f[3])
-        known = dates.get(key, False)
+        known = dates.get(f[:4], False)
         if known is False:
             try:
                 day = date(*_ymd(f, order))
-                known = dates[key] = (day.isoformat(), day.toordinal())
+                known = dates[f[:4]] = (day.isoformat(), day.toordinal())
             except ValueError:
-                known = dates[key] = None
-        clock = _clock(f)
-        if known is None or clock is None or clock[0] > 23 or clock[1] > 59 or clock[2] > 59:
-            out[header] = None  # as datetime() refuses it
+                known = dates[f[:4]] = None
+        clock = clocks.get(f[4:8], False)
+        if clock is False:
+            hms = _clock(f)
+            if hms is None or hms[0] > 23 or hms[1] > 59 or hms[2] > 59:
+                clock = clocks[f[4:8]] = None  # as datetime() refuses it
+            else:
+                h, m, sec = hms
+                clock = clocks[f[4:8]] = (h, h * 3600 + m * 60 + sec, f"T{h:02d}:{m:02d}:{sec:02d}")
+        if known is None or clock is None:
+            out[header] = None
             continue
-        hour, minute, second = clock
         iso_date, ordinal = known
+        hour, seconds, iso_clock = clock
         offset = offsets.get((ordinal, hour), False)
         if offset is False or offset is None:  # not asked yet, or changing within the hour: time by time
-            millis = _utc_millis(datetime(*_ymd(f, order), hour, minute, second), zone, offsets)
+            millis = _utc_millis(datetime(*_ymd(f, order), *_clock(f)), zone, offsets)  # type: ignore[misc]
         else:
-            millis = ((ordinal - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute * 60 + second - offset) * 1000
-        out[header] = (f"{iso_date}T{hour:02d}:{minute:02d}:{second:02d}", millis)
+            millis = ((ordinal - _EPOCH_ORDINAL) * 86400 + seconds - offset) * 1000
+        out[header] = (iso_date + iso_clock, millis)
     return out
 
 
