@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
@@ -138,7 +138,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
             more.setdefault(len(heads) - 1, []).append(line)
         elif line.strip():
             unreadable.append((number, line))
-    order = date_order or detect_date_order([fields[h[1]] for h in heads])
+    order = date_order or detect_date_order(fields.values(), lambda: [fields[h[1]] for h in heads])
     stamps = _stamps(fields, order, zone)
     out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
     senders: set[str] = set()
@@ -253,18 +253,21 @@ def _media_kind(name: str, mime: str | None) -> str:
     return "document"
 
 
-def detect_date_order(headers: list[tuple]) -> str:
+def detect_date_order(distinct: Collection[tuple], in_order: Callable[[], list[tuple]]) -> str:
     """dmy or mdy (or ymd) from the whole file: a first number over 12 is a day, a second over 12 is a day; else
-    the order under which the chat runs forward in time; else DateOrderUnknown."""
-    if not headers:
+    the order under which the chat runs forward in time; else DateOrderUnknown. `distinct`: the fields of each
+    distinct header; `in_order`: every message's, in file order (asked for only when the numbers cannot tell)."""
+    if not distinct:
         return "dmy"
-    if any(len(f[0]) == 4 for f in headers):
+    firsts = {f[0] for f in distinct}
+    if any(len(a) == 4 for a in firsts):
         return "ymd"
-    first = any(int(f[0]) > 12 for f in headers)
-    second = any(int(f[2]) > 12 for f in headers)
+    first = any(int(a) > 12 for a in firsts)
+    second = any(int(b) > 12 for b in {f[2] for f in distinct})
     if first != second:
         return "dmy" if first else "mdy"
     if not first:
+        headers = in_order()
         backwards = {}
         for order in ("dmy", "mdy"):
             stamps = [_local_time(f, order) for f in headers]
