@@ -176,7 +176,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
         is_me = sender is not None and sender == me
         identity = (iso, sender or "", content)
         rank = ranks[identity] = ranks.get(identity, 0) + 1
-        digest = sha256("\x00".join((chat_id, *identity, str(rank))).encode("utf-8", "surrogatepass"))
+        digest = sha256(f"{chat_id}\x00{iso}\x00{identity[1]}\x00{content}\x00{rank}".encode("utf-8", "surrogatepass"))
         message_id = ID_PREFIX + digest.hexdigest()[:40]
         if is_me or sender is None:
             phone = None
