@@ -46,9 +46,9 @@ OMITTED = {"<media omitted>": "media", "image omitted": "image", "video omitted"
            "sticker omitted": "sticker", "gif omitted": "video", "document omitted": "document",
            "contact card omitted": "contacts", "<media weggelassen>": "media", "<multimedia omitido>": "media",
            "<mídia oculta>": "media", "<médias omis>": "media", "<media omessi>": "media"}
-DELETED = ("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
-           "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
-           "ce message a été supprimé")
+DELETED = frozenset(("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
+                     "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
+                     "ce message a été supprimé"))
 # What a system line (nobody wrote it: the app did) says, in English; other languages' system lines have no
 # sender either on Android, and on iOS start with U+200E, which is how they are told apart there.
 SYSTEM_PHRASES = ("messages and calls are end-to-end encrypted", "messages to this group are now secured",
@@ -110,7 +110,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     header, sender and text), then the rows, once the date order and whether the chat is a group are known. A
     header's time is converted once per distinct header, not once per message."""
     text = data.decode("utf-8", errors="replace")
-    lines = text.translate({0xFEFF: None}).splitlines()
+    lines = text.replace("\ufeff", "").splitlines()  # a BOM (or several, where files were joined): dropped
     # per message: (line number, its header as written, sender or None, the text after "sender: " on its line)
     heads: list[tuple[int, str, str | None, str]] = []
     more: dict[int, list[str]] = {}  # index in heads -> the lines continuing its text
