@@ -10,9 +10,9 @@ schema, sort order and writer options, but all days converted and sorted at once
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
 from datetime import date, timedelta
 from operator import attrgetter
@@ -66,14 +66,20 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     # Sorted as a whole by the ETL's keys (sent_at first), each day's rows are one slice, in the order the day's
     # own sort gives them: the keys leave no ties (the import keeps one row per source, message id and edit).
     table = etl.sorted_table("messages", table)
-    order = sorted(days)
-    slices, offset = [], 0
-    for day in order:
-        slices.append(table.slice(offset, days[day]))
-        offset += days[day]
     # Arrow encodes and compresses a file without holding the GIL: the days' files are made side by side, on
-    # threads (no fork: the caller may run a progress bar's thread), and given back in day order.
-    with ThreadPoolExecutor(min(WRITERS, len(order)), thread_name_prefix="import-parquet") as pool:
-        for day, data in zip(order, pool.map(etl.parquet_bytes, slices), strict=True):
-            yield EPOCH_DAY + timedelta(days=day), data, days[day]
+    # threads (no fork: the caller may run a progress bar's thread), a few ahead of the one given back (so the
+    # files of a long export are not all held at once), in day order.
+    making: deque[tuple[int, Future[bytes]]] = deque()
+    offset = 0
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="import-parquet") as pool:
+        for day in sorted(days):
+            making.append((day, pool.submit(etl.parquet_bytes, table.slice(offset, days[day]))))
+            offset += days[day]
+            if len(making) > 2 * WRITERS:
+                yield _made(*making.popleft(), days)
+        while making:
+            yield _made(*making.popleft(), days)
 
+
+def _made(day: int, making: Future[bytes], days: Counter[int]) -> tuple[date, bytes, int]:
+    return EPOCH_DAY + timedelta(days=day), making.result(), days[day]

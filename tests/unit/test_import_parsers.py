@@ -265,3 +265,19 @@ def test_header_times_converted_once_per_date_match_the_time_by_time_conversion(
         expected[header] = None if local is None else (local.isoformat(), whatsapp_export._utc_millis(local, zone))
     assert whatsapp_export._stamps(fields, "dmy", zone) == expected
     assert sum(v is not None for v in expected.values()) > 100 and None in expected.values()
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_the_days_files_come_back_in_day_order_whatever_the_writer_threads(monkeypatch, writers):
+    """The days' files are made on threads, a few ahead: each comes back with its own day, in day order."""
+    from collections import Counter
+
+    from chatlake.imports import rows as import_rows
+
+    export_rows = tg("telegram_full_export.json").rows + wa("_chat.txt", chat="Book Club").rows
+    days = Counter(r[import_rows.SENT_AT] // import_rows.DAY_MS for r in export_rows)
+    expected = list(import_rows.parquet_by_day(export_rows, days))
+    monkeypatch.setattr(import_rows, "WRITERS", writers)
+    got = list(import_rows.parquet_by_day(export_rows, days))
+    assert len(got) > 2 * writers + 1 and got == expected
+    assert [day for day, _, _ in got] == sorted(import_rows.day_of(d * import_rows.DAY_MS) for d in days)
