@@ -26,6 +26,7 @@ import os
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -161,13 +162,16 @@ def import_telegram(storage: Storage, data: bytes, *, zone: tzinfo, zone_name: s
 
 def _import_telegram(storage: Storage, data: bytes, zone: tzinfo, zone_name: str, me: str | None,
                      pii_salt: str | None, dry_run: bool, progress: Progress | None) -> ImportResult:
-    digest = layout.digest(data)
+    # hashlib lets go of the GIL over a large buffer: the file's digest is taken on a thread while orjson decodes.
+    with ThreadPoolExecutor(1, thread_name_prefix="import-digest") as pool:
+        hashing = pool.submit(layout.digest, data)
+        try:
+            document = decode(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise ImportFailed(f"the file is not readable JSON ({e}): give Telegram Desktop's result.json, "
+                               "exported as machine-readable JSON") from None
+        digest = hashing.result()
     key = layout.import_key("telegram", digest, "json")
-    try:
-        document = decode(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ImportFailed(f"the file is not readable JSON ({e}): give Telegram Desktop's result.json, exported "
-                           "as machine-readable JSON") from None
     try:
         export = telegram_export.parse(document, key, zone, me=me, progress=progress)
     except telegram_export.NotAnExport as e:
@@ -297,7 +301,7 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Row], attachmen
 def _new_rows(rows: list[Row], held: Held, result: ImportResult) -> list[Row]:
     """The rows the lake does not hold yet, each version once (the first by day sent, then file order);
     `result.duplicates` counts the others."""
-    if not held.versions and not held.fingerprints and len(set(map(_version, rows))) == len(rows):
+    if not held.versions and not held.fingerprints and _versions_unique(rows):
         return rows  # a fresh lake, and no version twice: nothing to compare (most first imports)
     order = sorted(range(len(rows)), key=lambda i: rows[i][SENT_AT] // DAY_MS)  # stable: file order within a day
     keep: list[Row] = []
@@ -311,6 +315,14 @@ def _new_rows(rows: list[Row], held: Held, result: ImportResult) -> list[Row]:
         seen.add(version)
         keep.append(r)
     return keep
+
+
+def _versions_unique(rows: list[Row]) -> bool:
+    """Whether no version comes twice. The rows of one export share its source, so a version is told by the message
+    id alone where there is no edit time (most rows): a set of strings, not of a tuple per row."""
+    originals = {r[MESSAGE_ID] for r in rows if r[EDITED_AT] is None}
+    edits = {(r[MESSAGE_ID], r[EDITED_AT]) for r in rows if r[EDITED_AT] is not None}
+    return len(originals) + len(edits) == len(rows)
 
 
 def _previous_days(storage: Storage, source: str, digest: str) -> list[date]:

@@ -1,7 +1,7 @@
 """An export's rows as plain tuples in `Message` field order, and their Parquet files, one per day sent.
 
 An export gives hundreds of thousands of rows at once. A tuple costs a fraction of a `Message` to make, and the
-rows go to Arrow columns by one transposition instead of a lookup per field and row; a `Message` is made only where
+rows go to Arrow as one struct array instead of a lookup per field and row; a `Message` is made only where
 shared code needs one (PII hashing, the deny list) or a person reads the rows (the parsers' `messages`). The files
 are those `etl.to_parquet("messages", rows_of_the_day)` writes, byte for byte (a test holds them together): the same
 schema, sort order and writer options, but all days converted and sorted at once, then written a slice per day.
@@ -9,8 +9,10 @@ schema, sort order and writer options, but all days converted and sorted at once
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
 from datetime import date, timedelta
 from operator import attrgetter
@@ -28,6 +30,7 @@ assert (FIELDS[EDITED_AT], FIELDS[SENDER_ID], FIELDS[SENDER_NAME], FIELDS[SENDER
                                                         "text", "media_mime_type", "direction")
 
 DAY_MS = 86_400_000
+WRITERS = min(4, os.cpu_count() or 1)  # threads making the days' Parquet files
 EPOCH_DAY = date(1970, 1, 1)
 _values = attrgetter(*FIELDS)
 
@@ -57,16 +60,26 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     if not rows:
         return
     schema = etl.arrow_schema("messages")
-    columns = list(zip(*rows, strict=True))
-    at = {name: i for i, name in enumerate(FIELDS)}
-    arrays = [pa.array(columns[at[name]], type=schema.field(name).type) for name in COLUMNS["messages"]]
+    # The tuples go to Arrow as one struct array (a C++ pass over the rows) rather than transposed in Python first.
+    as_struct = pa.struct([schema.field(name) for name in FIELDS])
+    table = pa.Table.from_struct_array(pa.array(rows, type=as_struct)).select(COLUMNS["messages"])
     # Sorted as a whole by the ETL's keys (sent_at first), each day's rows are one slice, in the order the day's
     # own sort gives them: the keys leave no ties (the import keeps one row per source, message id and edit).
-    table = etl.sorted_table("messages", pa.Table.from_arrays(arrays, schema=schema))
+    table = etl.sorted_table("messages", table)
+    # Arrow encodes and compresses a file without holding the GIL: the days' files are made side by side, on
+    # threads (no fork: the caller may run a progress bar's thread), a few ahead of the one given back (so the
+    # files of a long export are not all held at once), in day order.
+    making: deque[tuple[int, Future[bytes]]] = deque()
     offset = 0
-    for day in sorted(days):
-        n = days[day]
-        data = etl.parquet_bytes(table.slice(offset, n))
-        offset += n
-        yield EPOCH_DAY + timedelta(days=day), data, n
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="import-parquet") as pool:
+        for day in sorted(days):
+            making.append((day, pool.submit(etl.parquet_bytes, table.slice(offset, days[day]))))
+            offset += days[day]
+            if len(making) > 2 * WRITERS:
+                yield _made(*making.popleft(), days)
+        while making:
+            yield _made(*making.popleft(), days)
 
+
+def _made(day: int, making: Future[bytes], days: Counter[int]) -> tuple[date, bytes, int]:
+    return EPOCH_DAY + timedelta(days=day), making.result(), days[day]

@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
 
 from chalicelib.schema import Message
@@ -46,9 +46,9 @@ OMITTED = {"<media omitted>": "media", "image omitted": "image", "video omitted"
            "sticker omitted": "sticker", "gif omitted": "video", "document omitted": "document",
            "contact card omitted": "contacts", "<media weggelassen>": "media", "<multimedia omitido>": "media",
            "<mídia oculta>": "media", "<médias omis>": "media", "<media omessi>": "media"}
-DELETED = ("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
-           "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
-           "ce message a été supprimé")
+DELETED = frozenset(("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
+                     "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
+                     "ce message a été supprimé"))
 # What a system line (nobody wrote it: the app did) says, in English; other languages' system lines have no
 # sender either on Android, and on iOS start with U+200E, which is how they are told apart there.
 SYSTEM_PHRASES = ("messages and calls are end-to-end encrypted", "messages to this group are now secured",
@@ -110,7 +110,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     header, sender and text), then the rows, once the date order and whether the chat is a group are known. A
     header's time is converted once per distinct header, not once per message."""
     text = data.decode("utf-8", errors="replace")
-    lines = text.translate({0xFEFF: None}).splitlines()
+    lines = text.replace("\ufeff", "").splitlines()  # a BOM (or several, where files were joined): dropped
     # per message: (line number, its header as written, sender or None, the text after "sender: " on its line)
     heads: list[tuple[int, str, str | None, str]] = []
     more: dict[int, list[str]] = {}  # index in heads -> the lines continuing its text
@@ -138,12 +138,8 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
             more.setdefault(len(heads) - 1, []).append(line)
         elif line.strip():
             unreadable.append((number, line))
-    order = date_order or detect_date_order([fields[h[1]] for h in heads])
-    stamps: dict[str, tuple[str, int] | None] = {}  # a header as written -> (local time as ISO text, ms UTC)
-    offsets: dict[tuple[int, int], int | None] = {}
-    for header, f in fields.items():
-        local = _local_time(f, order)
-        stamps[header] = None if local is None else (local.isoformat(), _utc_millis(local, zone, offsets))
+    order = date_order or detect_date_order(fields.values(), lambda: [fields[h[1]] for h in heads])
+    stamps = _stamps(fields, order, zone)
     out = Export(chat=chat, chat_type="private", date_order=order, unreadable=unreadable)
     senders: set[str] = set()
     group_hint = False
@@ -180,7 +176,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
         is_me = sender is not None and sender == me
         identity = (iso, sender or "", content)
         rank = ranks[identity] = ranks.get(identity, 0) + 1
-        digest = sha256("\x00".join((chat_id, *identity, str(rank))).encode("utf-8", "surrogatepass"))
+        digest = sha256(f"{chat_id}\x00{iso}\x00{identity[1]}\x00{content}\x00{rank}".encode("utf-8", "surrogatepass"))
         message_id = ID_PREFIX + digest.hexdigest()[:40]
         if is_me or sender is None:
             phone = None
@@ -257,18 +253,21 @@ def _media_kind(name: str, mime: str | None) -> str:
     return "document"
 
 
-def detect_date_order(headers: list[tuple]) -> str:
+def detect_date_order(distinct: Collection[tuple], in_order: Callable[[], list[tuple]]) -> str:
     """dmy or mdy (or ymd) from the whole file: a first number over 12 is a day, a second over 12 is a day; else
-    the order under which the chat runs forward in time; else DateOrderUnknown."""
-    if not headers:
+    the order under which the chat runs forward in time; else DateOrderUnknown. `distinct`: the fields of each
+    distinct header; `in_order`: every message's, in file order (asked for only when the numbers cannot tell)."""
+    if not distinct:
         return "dmy"
-    if any(len(f[0]) == 4 for f in headers):
+    firsts = {f[0] for f in distinct}
+    if any(len(a) == 4 for a in firsts):
         return "ymd"
-    first = any(int(f[0]) > 12 for f in headers)
-    second = any(int(f[2]) > 12 for f in headers)
+    first = any(int(a) > 12 for a in firsts)
+    second = any(int(b) > 12 for b in {f[2] for f in distinct})
     if first != second:
         return "dmy" if first else "mdy"
     if not first:
+        headers = in_order()
         backwards = {}
         for order in ("dmy", "mdy"):
             stamps = [_local_time(f, order) for f in headers]
@@ -283,6 +282,18 @@ def detect_date_order(headers: list[tuple]) -> str:
 
 def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
     """The naive local time of a header's fields, or None when they make no date."""
+    y, month, day = _ymd(f, order)
+    clock = _clock(f)
+    if clock is None:
+        return None
+    try:
+        return datetime(y, month, day, *clock)
+    except ValueError:
+        return None
+
+
+def _ymd(f: tuple[str | None, ...], order: str) -> tuple[int, int, int]:
+    """(year, month, day) of a header's fields as numbers, not checked (two-digit years are 20xx)."""
     a, b, c = f[0], f[2], f[3]
     if order == "ymd":
         year, month, day = a, b, c
@@ -293,16 +304,57 @@ def _local_time(f: tuple[str | None, ...], order: str) -> datetime | None:
     y = int(year or 0)
     if len(year or "") <= 2:
         y += 2000
+    return y, int(month or 0), int(day or 0)
+
+
+def _clock(f: tuple[str | None, ...]) -> tuple[int, int, int] | None:
+    """(hour, minute, second) on a 24-hour clock, not checked beyond AM/PM's hours 1-12 (None outside them)."""
     hour, minute, second = int(f[4] or 0), int(f[5] or 0), int(f[6] or 0)
     ampm = f[7]
     if ampm is not None:
         if not 1 <= hour <= 12:
             return None
         hour = hour % 12 + (12 if ampm in "Pp" else 0)
-    try:
-        return datetime(y, int(month or 0), int(day or 0), hour, minute, second)
-    except ValueError:
-        return None
+    return hour, minute, second
+
+
+def _stamps(fields: dict[str, tuple], order: str, zone: tzinfo) -> dict[str, tuple[str, int] | None]:
+    """Each distinct header as written -> (its local time as ISO text, ms since the epoch), None where it makes
+    no date: what `_local_time`, `isoformat` and `_utc_millis` give, but with a date checked and written once per
+    distinct date and a clock once per distinct clock (a chat has many headers a day, and the same minutes every
+    day), joined by plain arithmetic."""
+    dates: dict[tuple, tuple[str, int] | None] = {}  # the date's fields -> (ISO date, ordinal)
+    clocks: dict[tuple, tuple[int, int, str] | None] = {}  # the clock's fields -> (hour, seconds of the day, ISO)
+    offsets: dict[tuple[int, int], int | None] = {}
+    out: dict[str, tuple[str, int] | None] = {}
+    for header, f in fields.items():
+        known = dates.get(f[:4], False)
+        if known is False:
+            try:
+                day = date(*_ymd(f, order))
+                known = dates[f[:4]] = (day.isoformat(), day.toordinal())
+            except ValueError:
+                known = dates[f[:4]] = None
+        clock = clocks.get(f[4:8], False)
+        if clock is False:
+            hms = _clock(f)
+            if hms is None or hms[0] > 23 or hms[1] > 59 or hms[2] > 59:
+                clock = clocks[f[4:8]] = None  # as datetime() refuses it
+            else:
+                h, m, sec = hms
+                clock = clocks[f[4:8]] = (h, h * 3600 + m * 60 + sec, f"T{h:02d}:{m:02d}:{sec:02d}")
+        if known is None or clock is None:
+            out[header] = None
+            continue
+        iso_date, ordinal = known
+        hour, seconds, iso_clock = clock
+        offset = offsets.get((ordinal, hour), False)
+        if offset is False or offset is None:  # not asked yet, or changing within the hour: time by time
+            millis = _utc_millis(datetime(*_ymd(f, order), *_clock(f)), zone, offsets)  # type: ignore[misc]
+        else:
+            millis = ((ordinal - _EPOCH_ORDINAL) * 86400 + seconds - offset) * 1000
+        out[header] = (iso_date + iso_clock, millis)
+    return out
 
 
 def _utc_millis(local: datetime, zone: tzinfo, offsets: dict[tuple[int, int], int | None] | None = None) -> int:

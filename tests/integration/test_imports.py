@@ -301,3 +301,19 @@ def test_a_forgotten_person_is_not_imported_again(lake):
     again = imp_wa(lake, data, me="Shop Owner")
     assert (again.imported, again.forgotten) == (0, 9)
     assert not [r for r in rows_in(lake) if r["chat_id"] == "34612345678"]
+
+
+def test_a_version_twice_in_one_export_is_kept_once_in_a_fresh_lake(tmp_path):
+    """The fresh-lake shortcut (no comparison) holds only where no version comes twice: a message listed twice is
+    one row, while its edit stays a version of its own."""
+    message = {"id": 5, "type": "message", "date": "2023-03-01T10:00:00", "date_unixtime": "1677661200",
+               "from": "Ana", "from_id": "user7", "text": "hi", "edited": "2023-03-01T10:02:00",
+               "edited_unixtime": "1677661320"}
+    other = {**message, "id": 6, "text": "bye"}
+    other.pop("edited"), other.pop("edited_unixtime")
+    export = {"name": "Shop", "type": "public_supergroup", "id": 42, "messages": [message, other, message]}
+    result = imp_tg(FolderStorage(tmp_path), json.dumps(export).encode())
+    assert (result.messages, result.imported, result.duplicates) == (5, 3, 2)
+    rows = rows_in(FolderStorage(tmp_path))
+    assert sorted((r["message_id"], r["edited_at"] is not None) for r in rows) == [
+        ("-10042:5", False), ("-10042:5", True), ("-10042:6", False)]

@@ -246,3 +246,38 @@ def test_the_import_writes_the_files_the_etl_writer_would():
     assert list(import_rows.parquet_by_day([], Counter())) == []
     with pytest.raises(ValueError, match="counted by day"):
         list(import_rows.parquet_by_day(one_chat, Counter({day.toordinal(): 1})))
+
+
+def test_header_times_converted_once_per_date_match_the_time_by_time_conversion():
+    """`_stamps` (a date checked once per distinct date, the clock in arithmetic) gives what a datetime made
+    header by header gives, across DST changes both ways, AM/PM, and headers that make no date."""
+    zone = ZoneInfo("Europe/Madrid")
+    fields: dict[str, tuple] = {}
+    for day, month in ((26, 3), (29, 10), (31, 12), (29, 2), (30, 2), (13, 13), (0, 1)):
+        for hour in ("0", "01", "1", "2", "02", "3", "11", "12", "13", "23", "24"):
+            for minute, second, ampm in (("00", None, None), ("30", "59", None), ("59", "60", None),
+                                         ("15", None, "p"), ("15", None, "A"), ("61", None, None)):
+                f = (str(day), "/", str(month), "2023" if day != 29 else "24", hour, minute, second, ampm, "x")
+                fields[repr(f)] = f
+    expected = {}
+    for header, f in fields.items():
+        local = whatsapp_export._local_time(f, "dmy")
+        expected[header] = None if local is None else (local.isoformat(), whatsapp_export._utc_millis(local, zone))
+    assert whatsapp_export._stamps(fields, "dmy", zone) == expected
+    assert sum(v is not None for v in expected.values()) > 100 and None in expected.values()
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_the_days_files_come_back_in_day_order_whatever_the_writer_threads(monkeypatch, writers):
+    """The days' files are made on threads, a few ahead: each comes back with its own day, in day order."""
+    from collections import Counter
+
+    from chatlake.imports import rows as import_rows
+
+    export_rows = tg("telegram_full_export.json").rows + wa("_chat.txt", chat="Book Club").rows
+    days = Counter(r[import_rows.SENT_AT] // import_rows.DAY_MS for r in export_rows)
+    expected = list(import_rows.parquet_by_day(export_rows, days))
+    monkeypatch.setattr(import_rows, "WRITERS", writers)
+    got = list(import_rows.parquet_by_day(export_rows, days))
+    assert len(got) > 2 * writers + 1 and got == expected
+    assert [day for day, _, _ in got] == sorted(import_rows.day_of(d * import_rows.DAY_MS) for d in days)
