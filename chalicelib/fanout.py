@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import erasure, etl, layout, runlog
+from chalicelib import erasure, etl, layout, mentions, runlog
 from chalicelib.schema import COLUMNS, arrow_schema
 from chalicelib.storage import NotFound, Storage, side_by_side
 
@@ -50,6 +50,10 @@ def share_of(key: str, shares: int) -> int:
     return int(runlog.raw_name(key)[:4], 16) * shares // etl.NAME_SPACE
 
 
+#: A share's part of the day's mentions index (`chalicelib.mentions`), beside its tables.
+MENTIONS = "mentions"
+
+
 def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: str | None = None) -> int:
     """One worker: parse share `index` of `shares` and store its rows; returns how many deliveries it read."""
     mine = etl.list_raw_range(storage, day, index, shares)  # raises ValueError for a share that does not exist
@@ -58,10 +62,27 @@ def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: st
              "deliveries": str(len(mine.objects))}
     tables = {"messages": list(rows.messages.values()), "statuses": list(rows.statuses.values()),
               "rejects": rows.rejects}
-    side_by_side(storage, lambda table: storage.put(layout.share_key(day, shares, index, table),
-                                                    etl.to_parquet(table, tables[table], label, sort=False)),
-                 list(tables))
+    files = {t: etl.to_parquet(t, rows, label, sort=False) for t, rows in tables.items()}
+    files[MENTIONS] = mentions.index_file(rows.mentions, pii_salt, mine.digest)  # the share of `forget`'s index
+    side_by_side(storage, lambda name: storage.put(layout.share_key(day, shares, index, name), files[name]),
+                 list(files))
     return len(mine.objects)
+
+
+def _mentions(storage: Storage, day: date, shares: int, in_share: list[list[str]],
+              pii_salt: str | None) -> dict[str, str]:
+    """The day's mentions index entries from the shares' parts; none (then `forget` reads the day's raw data)
+    when a part is missing, damaged or of other raw data: the index is best effort, like a full run's."""
+    def part(index: int) -> dict[str, str] | None:
+        data = mentions.read_file(storage, layout.share_key(day, shares, index, MENTIONS), pii_salt)
+        return mentions.entries(data) if data is not None and mentions.covers(data, _digest(in_share[index])) else None
+
+    found: dict[str, str] = {}
+    for entries in side_by_side(storage, part, list(range(shares))):
+        if entries is None:
+            return {}
+        found.update(entries)
+    return found
 
 
 def _read_share(storage: Storage, day: date, shares: int, index: int, table: str) -> pa.Table:
@@ -158,7 +179,8 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
             duplicates += int(label.get("duplicates", "0"))
     # DayRows whose rows are positions in the Arrow tables: finish_day filters them and `_write` takes them
     merged = etl.DayRows(listing, messages.first, statuses.first, list(range(tables["rejects"].num_rows)),
-                         duplicates + messages.duplicates + statuses.duplicates)
+                         duplicates + messages.duplicates + statuses.duplicates,
+                         _mentions(storage, day, shares, in_share, pii_salt))
     result = etl.finish_day(storage, merged, pii_salt, window, listings, started, started_at,
                             write=lambda table, positions: _write(table, tables[table], positions))
     side_by_side(storage, storage.delete, list(storage.keys(layout.share_prefix(day, shares))))
@@ -250,7 +272,8 @@ def work(storage: Storage, task: Task, pii_salt: str | None = None, *,
     out: dict[str, Any] = {"day": task.day.isoformat(), "share": task.share, "shares": task.shares,
                            "deliveries": read, "merged": None}
     landed = set(storage.keys(layout.share_prefix(task.day, task.shares)))
-    if any(layout.share_key(task.day, task.shares, i, t) not in landed for i in range(task.shares) for t in TABLES):
+    files = (*TABLES, MENTIONS)
+    if any(layout.share_key(task.day, task.shares, i, f) not in landed for i in range(task.shares) for f in files):
         return out
     claim = layout.share_claim_key(task.day, task.shares)
     if not storage.put(claim, b"", overwrite=False):

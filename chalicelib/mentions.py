@@ -109,11 +109,16 @@ def store(storage: Storage, day: date, raw_digest: str, entries: dict[str, str],
 def read(storage: Storage, day: date, pii_salt: str | None) -> Any | None:
     """The day's index as a pyarrow table; None when missing, damaged or of another identifier space (then every
     raw key of the day is read)."""
+    return read_file(storage, layout.mentions_key(day), pii_salt)
+
+
+def read_file(storage: Storage, key: str, pii_salt: str | None) -> Any | None:
+    """An index file (a day's, or a fanned-out run's share of one) as a pyarrow table, or None (see `read`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        data = pq.read_table(io.BytesIO(storage.get(layout.mentions_key(day))), page_checksum_verification=True)
+        data = pq.read_table(io.BytesIO(storage.get(key)), page_checksum_verification=True)
         meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
         if (meta.get("format"), meta.get("ids")) != (FORMAT, _mark(pii_salt)) or data.column_names != COLUMNS:
             return None
@@ -129,6 +134,11 @@ def covers(data: Any, raw_digest: str) -> bool:
 
 def keys(data: Any) -> list[str]:
     return data.column("raw_key").to_pylist()
+
+
+def entries(data: Any) -> dict[str, str]:
+    """An index's entries again (raw key -> ids), as `index_file` was given them."""
+    return dict(zip(keys(data), data.column("ids").to_pylist(), strict=True))
 
 
 def may_mention(ids: str, tok: str) -> bool:

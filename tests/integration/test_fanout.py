@@ -15,7 +15,7 @@ from tests.integration.test_exactly_once import D1, tg_message
 
 
 def outputs(storage, day):
-    names = [layout.part_key(t, day) for t in layout.TABLES] + [layout.versions_key(day)]
+    names = [layout.part_key(t, day) for t in layout.TABLES] + [layout.versions_key(day), layout.mentions_key(day)]
     return {k: storage.get(k) for k in names}
 
 
@@ -39,6 +39,23 @@ def test_four_workers_and_a_merge_write_the_files_of_one_full_run(tmp_path, salt
     assert not keys(fanned, layout.etl_prefix(D1) + "shares/")  # the shares are gone
     assert json.loads(fanned.get(layout.commit_key(D1)))["raw"] == json.loads(single.get(layout.commit_key(D1)))["raw"]
     assert etl.behind_reason(fanned, D1, salt) is None
+
+
+def test_a_share_without_its_mentions_part_leaves_the_day_without_an_index(tmp_path):
+    """The index is best effort: a merge that cannot vouch for every raw key writes none (forget then reads the
+    day's raw data), and the tables are those of one full run all the same."""
+    batch = synthetic.deliveries(200, seed=6, day=D1)
+    single, fanned = FolderStorage(tmp_path / "single"), FolderStorage(tmp_path / "fanned")
+    for lake in (single, fanned):
+        synthetic.store(lake, batch)
+    etl.run_day(single, D1)
+    for i in range(3):
+        fanout.run_share(fanned, D1, i, 3)
+    fanned.delete(layout.share_key(D1, 3, 1, fanout.MENTIONS))
+    fanout.merge(fanned, D1, 3)
+    assert not keys(fanned, layout.mentions_key(D1)) and keys(single, layout.mentions_key(D1))
+    tables = [layout.part_key(t, D1) for t in layout.TABLES]
+    assert {k: fanned.get(k) for k in tables} == {k: single.get(k) for k in tables}
 
 
 def test_a_merge_refuses_shares_of_other_raw_data(tmp_path):
