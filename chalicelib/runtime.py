@@ -104,11 +104,6 @@ def lambda_client() -> Any:
     return _clients["lambda"]
 
 
-def use_lambda_client(client: Any) -> None:
-    """Make `lambda_client()` answer with this client (tests: a stubbed client records the invocations)."""
-    _clients["lambda"] = client
-
-
 def run_intraday_etl() -> list:
     """The intraday schedule's run (the Lambda every ETL_INTERVAL_MINUTES, and `make run`): today, incrementally.
     Past days are the daily catch-up's: it finalises them."""
@@ -192,9 +187,10 @@ def social_messaging(lake: S3Storage) -> Any:
     return _clients["socialmessaging"]
 
 
-def use_social_messaging(client: Any) -> None:
-    """Make `social_messaging()` answer with this client: moto has no `socialmessaging`, so tests bring a fake."""
-    _clients["socialmessaging"] = client
+def use_client(service: str, client: Any) -> None:
+    """Make this process's boto3 client of `service` ("lambda", "socialmessaging") this one: tests bring a stubbed
+    Lambda client (moto's invoke needs docker) and a fake `socialmessaging` (moto has none)."""
+    _clients[service] = client
 
 
 def run_media_capture() -> list[media_capture_module.DayCapture]:

@@ -166,7 +166,7 @@ def test_daily_etl_fans_a_big_day_out_and_the_last_worker_merges_it(lake, tmp_pa
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "chatlake-dev-daily_etl")
     monkeypatch.setenv("FANOUT_DELIVERIES", "100")  # 240 deliveries: 5 shares of about 50
     sent: list[dict] = []
-    runtime.use_lambda_client(stubbed_lambda(sent))
+    runtime.use_client("lambda", stubbed_lambda(sent))
     with Client(app, stage_name="local") as client:
         event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                 resources=["arn:aws:events:us-east-1:123456789012:rule/daily"])

@@ -103,7 +103,7 @@ def test_an_eum_image_goes_from_the_sns_event_to_the_media_table_without_a_graph
     message = (PAYLOADS / "whatsapp_eum" / "image.json").read_text()
     raw_key, _ = eum.store(message, lake)  # what the SNS function stores
     etl.run_day(lake, TODAY)
-    runtime.use_social_messaging(fake)
+    runtime.use_client("socialmessaging", fake)
     cap = runtime.media_capture(budget=None)
     assert "whatsapp" in cap.disabled  # no WHATSAPP_ACCESS_TOKEN: the Graph path is off, EUM is not
     (result,) = mc.run(cap, TODAY, [TODAY])
