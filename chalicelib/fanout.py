@@ -15,7 +15,6 @@ are refused: the caller re-runs the workers. In AWS the workers are asynchronous
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chatlake.fanout")
 
-TABLES = ("messages", "statuses", "rejects")
 # the columns that make a row one version (etl.version_key) or one status (etl.status_key), in their order
 _KEY_COLUMNS = {"messages": ("source", "message_id", "edited_at", "message_type"),
                 "statuses": ("message_id", "status")}
@@ -69,13 +67,12 @@ def run_share(storage: Storage, day: date, index: int, shares: int, pii_salt: st
     return len(mine.objects)
 
 
-def _mentions(storage: Storage, day: date, shares: int, in_share: list[list[str]],
-              pii_salt: str | None) -> dict[str, str]:
+def _mentions(storage: Storage, day: date, shares: int, digests: list[str], pii_salt: str | None) -> dict[str, str]:
     """The day's mentions index entries from the shares' parts; none (then `forget` reads the day's raw data)
     when a part is missing, damaged or of other raw data: the index is best effort, like a full run's."""
     def part(index: int) -> dict[str, str] | None:
         data = mentions.read_file(storage, layout.share_key(day, shares, index, MENTIONS), pii_salt)
-        return mentions.entries(data) if data is not None and mentions.covers(data, _digest(in_share[index])) else None
+        return mentions.entries(data) if data is not None and mentions.covers(data, digests[index]) else None
 
     found: dict[str, str] = {}
     for entries in side_by_side(storage, part, list(range(shares))):
@@ -98,11 +95,6 @@ def _read_share(storage: Storage, day: date, shares: int, index: int, table: str
 
 def _label(data: pa.Table) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
-
-
-def _digest(keys: list[str]) -> str:
-    """etl.RawListing.digest of these keys."""
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest() if keys else ""
 
 
 @dataclass
@@ -156,23 +148,24 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
     started, started_at = time.perf_counter(), datetime.now(UTC)
     listings: dict[date, etl.RawListing] = {}
     mark = etl.pii_mark(pii_salt)
-    parts = [(index, table) for index in range(shares) for table in TABLES]
+    parts = [(index, table) for index in range(shares) for table in layout.TABLES]
     ranges = max(1, storage.parallel_reads // (2 * len(layout.RAW_SOURCES)))  # the rest read the shares meanwhile
     # the day's listing (its ranges side by side) while the shares are read and merged
     with ThreadPoolExecutor(1, thread_name_prefix="merge-list") as pool:
         listed = pool.submit(etl.list_raw, storage, day, listings, ranges=ranges)
         read = side_by_side(storage, lambda part: _read_share(storage, day, shares, *part), parts)
         tables = {t: pa.concat_tables([data for (_, table), data in zip(parts, read, strict=True) if table == t])
-                  for t in TABLES}
+                  for t in layout.TABLES}
         messages, statuses = (_first_copies(t, tables[t]) for t in ("messages", "statuses"))
         listing = listed.result()
-    in_share: list[list[str]] = [[] for _ in range(shares)]
-    for _, key in listing.objects:
-        in_share[share_of(key, shares)].append(key)
+    in_share: list[list[tuple[str, str]]] = [[] for _ in range(shares)]
+    for source, key in listing.objects:
+        in_share[share_of(key, shares)].append((source, key))
+    digests = [etl.RawListing(day, tuple(objects)).digest for objects in in_share]
     duplicates = 0
     for (index, table), data in zip(parts, read, strict=True):
         label = _label(data)
-        if (label.get("raw_digest"), label.get("pii")) != (_digest(in_share[index]), mark):
+        if (label.get("raw_digest"), label.get("pii")) != (digests[index], mark):
             raise ShareError(f"share {index} of {shares} of {day} was made from other raw data or PII settings: "
                              "run the workers again")
         if table == "messages":
@@ -180,7 +173,7 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
     # DayRows whose rows are positions in the Arrow tables: finish_day filters them and `_write` takes them
     merged = etl.DayRows(listing, messages.first, statuses.first, list(range(tables["rejects"].num_rows)),
                          duplicates + messages.duplicates + statuses.duplicates,
-                         _mentions(storage, day, shares, in_share, pii_salt))
+                         _mentions(storage, day, shares, digests, pii_salt))
     result = etl.finish_day(storage, merged, pii_salt, window, listings, started, started_at,
                             write=lambda table, positions: _write(table, tables[table], positions))
     side_by_side(storage, storage.delete, list(storage.keys(layout.share_prefix(day, shares))))
@@ -189,7 +182,7 @@ def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None,
 
 # --- in AWS: the schedule starts the workers, the last worker to land merges ------------------------------------
 
-#: The most workers a day is split into (the merge reads 3 share files per worker in one invocation).
+#: The most workers a day is split into (the merge reads 4 share files per worker in one invocation).
 MAX_SHARES = 64
 #: The worker function `app.py` declares (`@app.lambda_function`); chalice names it `<app>-<stage>-etl_share`.
 WORKER_FUNCTION = "etl_share"
@@ -272,7 +265,7 @@ def work(storage: Storage, task: Task, pii_salt: str | None = None, *,
     out: dict[str, Any] = {"day": task.day.isoformat(), "share": task.share, "shares": task.shares,
                            "deliveries": read, "merged": None}
     landed = set(storage.keys(layout.share_prefix(task.day, task.shares)))
-    files = (*TABLES, MENTIONS)
+    files = (*layout.TABLES, MENTIONS)
     if any(layout.share_key(task.day, task.shares, i, f) not in landed for i in range(task.shares) for f in files):
         return out
     claim = layout.share_claim_key(task.day, task.shares)
