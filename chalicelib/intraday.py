@@ -206,12 +206,7 @@ def run_refresh(storage: Storage, day: date, pii_salt: str | None = None, *,
              for table, table_rows in added.items() if table_rows}
     # one new file per table, each in one write (side by side: they are independent); the next full run
     # replaces them. The manifest only after all of them.
-    if storage.parallel_reads > 1:
-        with ThreadPoolExecutor(max(1, len(files))) as pool:
-            list(pool.map(lambda item: storage.put(*item), files.items()))
-    else:
-        for item in files.items():
-            storage.put(*item)
+    side_by_side(storage, lambda item: storage.put(*item), files.items())
     result.files = {t: layout.intraday_part_key(t, day, result.run) for t, r in added.items() if r}
     result.messages, result.statuses, result.rejects = len(messages), len(statuses), len(rejects)
     times = [o.mtime for _, o in new]
