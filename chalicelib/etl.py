@@ -33,7 +33,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
-from chalicelib import erasure, eum, layout, mentions, multicore, pii, runlog, telegram, whatsapp
+from chalicelib import erasure, eum, layout, mentions, multicore, parquet, pii, runlog, telegram, whatsapp
 from chalicelib.schema import COLUMNS, Message, Parsed, Reject, Status, arrow_schema
 from chalicelib.storage import NotFound, Storage, StorageError, side_by_side
 from chalicelib.values import decode
@@ -380,7 +380,6 @@ def versions_file(rows: DayRows, mark: str) -> bytes:
     """The day's message versions and statuses as a small Parquet file, labelled with the raw listing and
     identifier space they come from."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     # the key tuples transposed into columns in C (zip), not one comprehension per column
     source, mid, at, mkind = zip(*rows.messages, strict=True) if rows.messages else ((), (), (), ())
@@ -392,9 +391,7 @@ def versions_file(rows: DayRows, mark: str) -> bytes:
         "at": pa.array(at + (None,) * len(sid), pa.int64()),
         "kind": pa.array(mkind + skind, pa.string()),
     }).replace_schema_metadata({"raw_digest": rows.listing.digest, "pii": mark, "format": str(COMMIT_FORMAT)})
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)  # damage is found, not believed
-    return buffer.getvalue()
+    return parquet.record_bytes(data)  # damage is found, not believed
 
 
 def read_versions(storage: Storage, listing: RawListing, mark: str, *,
@@ -496,22 +493,12 @@ def to_parquet(table: str, rows: list[Any], metadata: dict[str, str] | None = No
         data = sorted_table(table, data)
     if metadata:
         data = data.replace_schema_metadata(metadata)
-    return parquet_bytes(data)
+    return parquet.table_bytes(data)
 
 
 def sorted_table(table: str, data: Any) -> Any:
     """An Arrow table of `table`'s rows in the lake's stable order (its SORT_KEYS)."""
     return data.sort_by([(k, "ascending") for k in SORT_KEYS[table]]) if data.num_rows > 1 else data
-
-
-def parquet_bytes(data: Any) -> bytes:
-    """An Arrow table as a lake table's file: the one set of writer options, so that every writer (a full run, the
-    fan-out's merge, an import, `forget`) gives the same bytes for the same rows."""
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
-    return buffer.getvalue()
 
 
 def read_commit(storage: Storage, day: date) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import erasure, etl, layout, mentions, runlog
+from chalicelib import erasure, etl, layout, mentions, parquet, runlog
 from chalicelib.schema import COLUMNS, arrow_schema
 from chalicelib.storage import NotFound, Storage, side_by_side
 
@@ -137,7 +137,7 @@ def _write(table: str, data: pa.Table, positions: list[int]) -> bytes:
 
     kept = data.take(pa.array(positions, pa.int64())) if positions != list(range(data.num_rows)) else data
     kept = pa.Table.from_arrays([kept.column(n).combine_chunks() for n in COLUMNS[table]], schema=arrow_schema(table))
-    return etl.parquet_bytes(etl.sorted_table(table, kept))
+    return parquet.table_bytes(etl.sorted_table(table, kept))
 
 
 def merge(storage: Storage, day: date, shares: int, pii_salt: str | None = None, *,

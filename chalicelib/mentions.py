@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from chalicelib import layout
+from chalicelib import layout, parquet
 from chalicelib.storage import NotFound, Storage, StorageError
 
 MIN_DIGITS = 5  # forget refuses shorter identifiers (they would match inside unrelated numbers)
@@ -84,15 +84,8 @@ def index_file(entries: dict[str, str], pii_salt: str | None, raw_digest: str) -
     keys = sorted(entries)
     data = pa.table({"raw_key": pa.array(keys, pa.string()),
                      "ids": pa.array([entries[k] for k in keys], pa.string())})
-    return _write(data.replace_schema_metadata({"format": FORMAT, "ids": _mark(pii_salt), "raw_digest": raw_digest}))
-
-
-def _write(data: Any) -> bytes:
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)
-    return buffer.getvalue()
+    meta = {"format": FORMAT, "ids": _mark(pii_salt), "raw_digest": raw_digest}
+    return parquet.record_bytes(data.replace_schema_metadata(meta))
 
 
 def store(storage: Storage, day: date, raw_digest: str, entries: dict[str, str], pii_salt: str | None,
@@ -174,4 +167,4 @@ def without(data: Any, tok: str, gone: set[str], raw_digest: str) -> bytes | Non
     ids = pc.utf8_trim(pc.replace_substring(padded, f" {tok} ", " "), " ")
     meta = {**(data.schema.metadata or {}), b"raw_digest": raw_digest.encode()}
     kept = pa.table({"raw_key": data.column("raw_key"), "ids": ids}).replace_schema_metadata(meta)
-    return _write(kept.filter(pc.invert(dropped)))
+    return parquet.record_bytes(kept.filter(pc.invert(dropped)))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from chalicelib import erasure, etl, layout, mentions, pii
+from chalicelib import erasure, etl, layout, mentions, parquet, pii
 from chalicelib.storage import NotFound, Storage, side_by_side
 from chalicelib.values import decode
 
@@ -475,7 +475,7 @@ def _filtered(storage: Storage, key: str, match: RowMatch, plan: Plan, deleted: 
     data = _read_parquet(storage, key)
     mask = _file_masks(data, table, match, plan, deleted)
     kept = data if mask is None else data.filter(pc.invert(mask))
-    return etl.parquet_bytes(kept), kept.num_rows
+    return parquet.table_bytes(kept), kept.num_rows
 
 
 def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple[str, str]) -> None:
@@ -503,9 +503,7 @@ def _filter_versions(storage: Storage, day: date, plan: Plan, mark_digest: tuple
     if meta.get("raw_digest") == old:
         meta["raw_digest"] = new
     data = data.filter(keep).replace_schema_metadata(meta)
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer, compression="zstd", write_page_checksum=True)
-    storage.put(key, buffer.getvalue())
+    storage.put(key, parquet.record_bytes(data))
 
 
 def _rewrite(storage: Storage, key: str, data: bytes, rows: int) -> None:

@@ -53,7 +53,7 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     day (days since the epoch), which the caller has counted already."""
     import pyarrow as pa
 
-    from chalicelib import etl
+    from chalicelib import etl, parquet
 
     if sum(days.values()) != len(rows):
         raise ValueError(f"{len(rows)} rows, but {sum(days.values())} counted by day")
@@ -73,7 +73,7 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
     offset = 0
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="import-parquet") as pool:
         for day in sorted(days):
-            making.append((day, pool.submit(etl.parquet_bytes, table.slice(offset, days[day]))))
+            making.append((day, pool.submit(parquet.table_bytes, table.slice(offset, days[day]))))
             offset += days[day]
             if len(making) > 2 * WRITERS:
                 yield _made(*making.popleft(), days)
