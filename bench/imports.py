@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import statistics
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -101,4 +102,51 @@ def run() -> bool:
             print(f"{name} export of {N:,} messages ({len(data) / 2**20:.1f} MiB): import {N / mine:,.0f} messages/s, "
                   f"{what} {N / base:,.0f} messages/s", flush=True)
             ok &= report(f"import {name}-export", mine, base, GOAL, what=what)
+        whatsapp_floor(wa)
     return ok
+
+
+def whatsapp_floor(data: bytes) -> None:
+    """For information: the steps no importer of a WhatsApp text can skip, each timed alone in this run against the
+    same read-and-split. Their sum is what the import cannot go below, whatever its parser does (docs/imports.md)."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from chalicelib import parquet
+    from chatlake.imports import rows as import_rows
+    from chatlake.imports import whatsapp_export
+
+    rows = whatsapp_export.parse(data, "chat", "k", ZONE, me="Shop").rows
+    identities = [f"{r[3]}\x00{r[2]}\x00{r[10]}\x00{r[13]}".encode() for r in rows]
+    columns = list(zip(*rows, strict=True))
+    varying = [list(columns[i]) for i in (1, 2, 5, 9, 10, 12, 13, 18)]  # id, time, type, sender x3, text, direction
+    table = import_rows.sorted_table(rows)
+
+    def headers() -> None:  # read, split, and the header pattern on every line (a C call per line, nothing kept)
+        match = whatsapp_export.HEADER.match
+        for line in data.decode("utf-8").splitlines():
+            match(line)
+
+    def digests() -> None:  # a digest per message, for its id
+        sha256 = hashlib.sha256
+        for b in identities:
+            sha256(b).hexdigest()
+
+    def to_arrow() -> None:  # the columns that differ from message to message, from Python values to Arrow
+        for values in varying:
+            pa.array(values)
+
+    steps = {"the header pattern on every line": headers, "a SHA-256 per message for its id": digests,
+             "the varying columns into Arrow": to_arrow, "the Parquet encoding": lambda: parquet.table_bytes(table)}
+    times: dict[str, list[float]] = {name: [] for name in ["read-and-split", *steps]}
+    for _ in range(3):
+        times["read-and-split"].append(timed(lambda: split_lines(data)))
+        for name, step in steps.items():
+            times[name].append(timed(step))
+    base = statistics.median(times.pop("read-and-split"))
+    ratios = {name: statistics.median(t) / base for name, t in times.items()}
+    parts = ", ".join(f"{name} {r:.2f}x" for name, r in ratios.items())
+    print(f"  (for information) what any importer of the WhatsApp text must do, each step timed alone against the "
+          f"same read-and-split: {parts}; together {sum(ratios.values()):.2f}x, against the goal of {GOAL}x",
+          flush=True)

@@ -16,8 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
 from datetime import date, timedelta
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from chalicelib.schema import COLUMNS, Message
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Row = tuple  # the values of a Message, in FIELDS order
 FIELDS = tuple(f.name for f in fields(Message))
@@ -51,21 +55,15 @@ def of_messages(messages: list[Message]) -> list[Row]:
 def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, bytes, int]]:
     """(day sent, the day's `messages` Parquet file, its rows), day by day in order. `days`: the rows sent on each
     day (days since the epoch), which the caller has counted already."""
-    import pyarrow as pa
-
-    from chalicelib import etl, parquet
+    from chalicelib import parquet
 
     if sum(days.values()) != len(rows):
         raise ValueError(f"{len(rows)} rows, but {sum(days.values())} counted by day")
     if not rows:
         return
-    schema = etl.arrow_schema("messages")
-    # The tuples go to Arrow as one struct array (a C++ pass over the rows) rather than transposed in Python first.
-    as_struct = pa.struct([schema.field(name) for name in FIELDS])
-    table = pa.Table.from_struct_array(pa.array(rows, type=as_struct)).select(COLUMNS["messages"])
     # Sorted as a whole by the ETL's keys (sent_at first), each day's rows are one slice, in the order the day's
     # own sort gives them: the keys leave no ties (the import keeps one row per source, message id and edit).
-    table = etl.sorted_table("messages", table)
+    table = sorted_table(rows)
     # Arrow encodes and compresses a file without holding the GIL: the days' files are made side by side, on
     # threads (no fork: the caller may run a progress bar's thread), a few ahead of the one given back (so the
     # files of a long export are not all held at once), in day order.
@@ -79,6 +77,19 @@ def parquet_by_day(rows: list[Row], days: Counter[int]) -> Iterator[tuple[date, 
                 yield _made(*making.popleft(), days)
         while making:
             yield _made(*making.popleft(), days)
+
+
+def sorted_table(rows: list[Row]) -> pa.Table:
+    """The rows as the `messages` table, sorted as the ETL sorts a day's rows."""
+    import pyarrow as pa
+
+    from chalicelib import etl
+
+    schema = etl.arrow_schema("messages")
+    # The tuples go to Arrow as one struct array (a C++ pass over the rows) rather than transposed in Python first.
+    as_struct = pa.struct([schema.field(name) for name in FIELDS])
+    table = pa.Table.from_struct_array(pa.array(rows, type=as_struct)).select(COLUMNS["messages"])
+    return etl.sorted_table("messages", table)
 
 
 def _made(day: int, making: Future[bytes], days: Counter[int]) -> tuple[date, bytes, int]:

@@ -31,7 +31,7 @@ DATE_ORDERS = ("dmy", "mdy", "ymd")
 
 # One message header. The date: three numbers; the time: h:mm[:ss] with an optional AM/PM word; then ` - ` (Android)
 # or `] ` (iOS, whose header starts with `[`). Directional marks (U+200E/U+200F) may come first.
-_HEADER = re.compile(
+HEADER = re.compile(
     r"[\u200e\u200f\ufeff]*\[?(\d{1,4})([./-])(\d{1,2})\2(\d{1,4}),?[ \u00a0]"
     r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?"
     r"(?:[ \u00a0\u202f]?([AaPp])\.?[ \u00a0\u202f]?[Mm]\.?)?"
@@ -117,7 +117,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     fields: dict[str, tuple] = {}  # a header as written -> its regex groups
     clean: dict[str, str | None] = {}  # a sender as written -> without direction marks
     unreadable: list[tuple[int, str]] = []
-    match = _HEADER.match
+    match = HEADER.match
     append = heads.append
     for number, line in enumerate(lines, 1):
         m = match(line)
