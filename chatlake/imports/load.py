@@ -207,7 +207,8 @@ def _import_whatsapp(storage: Storage, data: bytes, file_name: str, zone: tzinfo
         raise NeedsOption(f"cannot tell the chat's name from the file name {Path(file_name).name!r} (iOS names the "
                           "text _chat.txt): give it with --chat NAME, as the phone shows the chat")
     try:
-        export = whatsapp_export.parse(data_text, chat, key, zone, me=me, date_order=date_order, progress=progress)
+        export = whatsapp_export.parse(data_text, chat, key, zone, me=me, date_order=date_order, files=media.keys(),
+                                       progress=progress)
     except whatsapp_export.DateOrderUnknown as e:
         raise NeedsOption(str(e)) from None
     if me is not None and not any(r[DIRECTION] == "out" for r in export.rows):

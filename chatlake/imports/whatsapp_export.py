@@ -40,13 +40,20 @@ HEADER = re.compile(
 _PHONE = re.compile(r"\+?[\d ()\-\u00a0\u202f\u2011]{7,24}")
 _MARKS = str.maketrans("", "", "\u200e\u200f\ufeff\u202a\u202b\u202c\u2068\u2069")
 _ATTACHED = re.compile(r"<attached: ([^>]+)>")  # iOS, in a .zip with media
-_FILE_ATTACHED = re.compile(r"^(.+?\.\w{1,5}) \(file attached\)$")  # Android, in a .zip with media
+_FILE_ATTACHED = re.compile(r"^(.+?\.\w{0,5}) \(file attached\)$")  # Android ("AUD-….  (file attached)": no suffix)
+# The same in any language (`<Anhang: …>`, `… (archivo adjunto)`), trusted only for a file the .zip holds.
+_ANY_ATTACHED = re.compile(r"<[^<>:\n]{1,40}: ?([^<>\n]+)>")
+_ANY_FILE_ATTACHED = re.compile(r"^(.+?\.\w{0,5}) \([^()\n]{2,40}\)$")
+# A shared location: its last line ends with a Google Maps link to the coordinates (iOS "Place (City): <link>",
+# iOS live " Location: <link>", Android "Place\nCity\nlocation: <link>").
+_LOCATION = re.compile(r"(?:^|: )https://maps\.google\.com/\?q=-?\d{1,3}(?:\.\d+)?,-?\d{1,3}(?:\.\d+)?$")
 EDITED_MARK = "<This message was edited>"
 OMITTED = {"<media omitted>": "media", "image omitted": "image", "video omitted": "video", "audio omitted": "audio",
            "sticker omitted": "sticker", "gif omitted": "video", "document omitted": "document",
            "contact card omitted": "contacts", "<media weggelassen>": "media", "<multimedia omitido>": "media",
            "<mídia oculta>": "media", "<médias omis>": "media", "<media omessi>": "media"}
-DELETED = frozenset(("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
+DELETED = frozenset((  # compared without a final "." (iOS writes one)
+"this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
                      "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
                      "ce message a été supprimé"))
 # What a system line (nobody wrote it: the app did) says, in English; other languages' system lines have no
@@ -57,6 +64,10 @@ SYSTEM_PHRASES = ("messages and calls are end-to-end encrypted", "messages to th
                   " changed their phone number", " changed to ", "you're now an admin", "you are now an admin",
                   "this chat is with a business account", "missed voice call", "missed video call",
                   "disappearing messages", "you blocked this contact", "you unblocked this contact")
+# The notices the app writes when a chat starts: older iOS exports put them under a sender with no U+200E, so they
+# are told apart by their words alone (nobody types them).
+ENCRYPTION_NOTICES = ("messages and calls are end-to-end encrypted", "messages to this chat and calls are now secured",
+                      "messages to this group are now secured", "messages you send to this chat and calls are now")
 KIND_BY_NAME = (("PHOTO", "image"), ("IMG", "image"), ("VIDEO", "video"), ("VID", "video"), ("AUDIO", "audio"),
                 ("PTT", "audio"), ("AUD", "audio"), ("STICKER", "sticker"), ("STK", "sticker"), ("GIF", "video"))
 KIND_BY_MIME = (("image/webp", "sticker"), ("image/", "image"), ("video/", "video"), ("audio/", "audio"))
@@ -101,9 +112,11 @@ def phone_digits(name: str | None) -> str | None:
 
 
 def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None = None,
-          date_order: str | None = None, progress: Callable[[int, int], None] | None = None) -> Export:
+          date_order: str | None = None, files: Collection[str] = (),
+          progress: Callable[[int, int], None] | None = None) -> Export:
     """The rows of an export's text. `chat`: its name (from the file name, or given); `zone`: the exporting
-    phone's time zone; `me`: the exporter's name as the export shows it (their messages are `direction` out).
+    phone's time zone; `me`: the exporter's name as the export shows it (their messages are `direction` out);
+    `files`: the names of the files beside the text in a .zip (an attachment in any language is one of them).
     Raises DateOrderUnknown when the file cannot tell day/month from month/day and `date_order` is not given.
 
     Two passes, each as lean as it can be (an export can hold millions of lines): the lines into messages (their
@@ -170,7 +183,7 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
             continue
         iso, sent_at = stamp
         content = rest if done - 1 not in more else _joined(rest, more[done - 1])
-        message_type, text, media_id, mime, is_edit = _content(content, sender is None)
+        message_type, text, media_id, mime, is_edit = _content(content, sender is None, files)
         if message_type == "system":
             sender = None  # iOS puts the chat's name where a sender would be: the app wrote it, nobody in the chat
         is_me = sender is not None and sender == me
@@ -206,7 +219,8 @@ def _joined(first: str, continued: list[str] | None) -> str:
     return first if continued is None else "\n".join([first, *continued])
 
 
-def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None, str | None, bool]:
+def _content(content: str, no_sender: bool, files: Collection[str] = ()
+             ) -> tuple[str, str | None, str | None, str | None, bool]:
     """(message_type, text, media_id, mime type, is_edit) of a message's text as the export shows it."""
     is_edit = False
     if content.endswith(EDITED_MARK):
@@ -218,21 +232,46 @@ def _content(content: str, no_sender: bool) -> tuple[str, str | None, str | None
     lowered = plain.lower() if len(plain) < 40 or content.startswith("\u200e") else ""
     if content.startswith("\u200e") and any(p in lowered for p in SYSTEM_PHRASES):
         return "system", plain, None, None, False  # iOS: the app's lines carry the chat's name and a U+200E
+    if plain.startswith("Messages ") and plain.lower().startswith(ENCRYPTION_NOTICES):
+        return "system", plain, None, None, False
     if lowered:
         kind = OMITTED.get(lowered)
         if kind is not None:
             return kind, None, None, None, is_edit
-        if lowered in DELETED:
+        if lowered.rstrip(".") in DELETED:
             return "revoke", None, None, None, False
-    if "<attached: " in plain or " (file attached)" in plain:
-        first, _, caption = plain.partition("\n")
-        m = (_ATTACHED.search(first) if "<attached: " in first else
-             _FILE_ATTACHED.match(first) if first.endswith(" (file attached)") else None)
-        if m is not None:
-            name = m.group(1).strip()
-            mime = mimetypes.guess_type(name)[0]
-            return _media_kind(name, mime), caption.strip() or None, name, mime, is_edit
+        if lowered == "live location shared":  # Android
+            return "location", None, None, None, is_edit
+    if plain.endswith("document omitted"):  # iOS: "<file name> • <n> pages document omitted"
+        return "document", None, None, None, is_edit
+    if "maps.google.com/?q=" in plain and plain.count("\n") <= 2 and _LOCATION.search(plain.rpartition("\n")[2]):
+        return "location", None, None, None, is_edit  # as the webhook's: no text, nobody typed one
+    if plain.startswith("POLL:\n"):  # "POLL:", the question, then an "OPTION: … (n votes)" line per option
+        return "poll", plain.split("\n", 2)[1].strip() or None, None, None, is_edit
+    attached = _attachment(plain, files) if "<" in plain or ")" in plain else None
+    if attached is not None:
+        name, caption = attached
+        mime = mimetypes.guess_type(name)[0]
+        return _media_kind(name, mime), caption, name, mime, is_edit
     return "text", plain or None, None, None, is_edit
+
+
+def _attachment(plain: str, files: Collection[str]) -> tuple[str, str | None] | None:
+    """(file name, caption) of a message that names an attached file: in English always, in any language where the
+    .zip holds the file."""
+    first, _, caption = plain.partition("\n")
+    m = None
+    if "<attached: " in first:
+        m = _ATTACHED.search(first)
+    elif first.endswith(" (file attached)"):
+        m = _FILE_ATTACHED.match(first)
+    elif files and ("<" in first or first.endswith(")")):
+        m = _ANY_ATTACHED.search(first) or _ANY_FILE_ATTACHED.match(first)
+        if m is not None and m.group(1).strip() not in files:
+            m = None
+    if m is None:
+        return None
+    return m.group(1).strip(), caption.strip() or None
 
 
 _MARK_RE = re.compile("[\u200e\u200f\ufeff\u202a-\u202c\u2068\u2069]")
@@ -244,6 +283,8 @@ def _has_marks(text: str) -> bool:
 
 def _media_kind(name: str, mime: str | None) -> str:
     upper = name.upper()
+    if upper.endswith(".VCF"):
+        return "contacts"  # a contact card (the webhook's type for one)
     for marker, kind in KIND_BY_NAME:
         if f"-{marker}-" in upper or upper.startswith(f"{marker}-"):
             return kind
@@ -385,7 +426,3 @@ def _hour_offset(local: datetime, zone: tzinfo) -> int | None:
     if first != last or first.microseconds:
         return None
     return first.days * 86400 + first.seconds
-
-
-def attachment_kind(name: str) -> str:
-    return _media_kind(name, mimetypes.guess_type(name)[0])

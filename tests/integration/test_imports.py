@@ -244,6 +244,27 @@ def test_whatsapp_zip_media_go_to_the_media_area(lake):
     assert row["media_id"] == "00000012-PHOTO-2023-01-13-20-01-09.jpg" and row["media_mime_type"] == "image/jpeg"
 
 
+def test_a_zip_in_another_language_links_its_media(lake):
+    """Spanish Android writes "(archivo adjunto)": the files in the .zip say which lines are attachments."""
+    photo, card = b"\xff\xd8\xff\xe0 una foto", b"BEGIN:VCARD\r\nFN:Jonas Weber\r\nEND:VCARD\r\n"
+    chat = ("15/01/2023, 10:00 - Luc\u00eda: IMG-20230115-WA0003.jpg (archivo adjunto)\nla foto\n"
+            "15/01/2023, 10:01 - Luc\u00eda: Jonas Weber.vcf (archivo adjunto)\n"
+            "15/01/2023, 10:02 - Luc\u00eda: gracias (archivo adjunto)\n")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("WhatsApp Chat con Luc\u00eda.txt", chat.encode())
+        z.writestr("IMG-20230115-WA0003.jpg", photo)
+        z.writestr("Jonas Weber.vcf", card)
+    result = imp_wa(lake, buffer.getvalue(), "WhatsApp Chat con Luc\u00eda.zip")
+    assert result.media_stored == 2 and not result.warnings
+    assert keys(lake, "media/") == sorted([f"media/source=whatsapp/dt=2023-01-15/{layout.digest(photo)}.jpg",
+                                           f"media/source=whatsapp/dt=2023-01-15/{layout.digest(card)}.vcf"])
+    rows = sorted(rows_in(lake), key=lambda r: r["sent_at"])
+    assert [(r["message_type"], r["media_id"], r["text"]) for r in rows] == [
+        ("image", "IMG-20230115-WA0003.jpg", "la foto"), ("contacts", "Jonas Weber.vcf", None),
+        ("text", None, "gracias (archivo adjunto)")]
+
+
 # --- the command -------------------------------------------------------------------------------------------------
 
 

@@ -97,6 +97,75 @@ def test_android_spanish_a_m_p_m_crlf_and_unreadable_lines():
     assert texts["Sí, en negro"].direction == "out"
 
 
+OLDER_IOS = """\
+[1.1.2019, 12.00.00] Jane Doe: Messages to this chat and calls are now secured with end-to-end encryption.
+[1.1.2019, 12.00.05] Jane Doe: Hello \U0001f604
+[1.1.2019, 12.01.00] Me: Hey!
+P.S. Nice emoji \U0001f440
+[1.1.2019, 12.02.00] Jane Doe: test_document \u2022 2 pages document omitted
+[1.1.2019, 12.03.00] Jane Doe:  Helsinki (Helsinki): https://maps.google.com/?q=60.167850,24.952965
+[1.1.2019, 12.04.00] Jane Doe:  Location: https://maps.google.com/?q=60.167850,-24.952965
+[1.1.2019, 12.05.00] Jane Doe: Contact card omitted
+[13.1.2019, 09.00.00] Jane Doe: This message was deleted.
+[13.1.2019, 09.01.00] Jane Doe: Is the shop at https://maps.google.com/?q=60.1,24.9 open today?
+[13.1.2019, 09.02.00] Me: POLL:
+Which day?
+OPTION: Monday (1 vote)
+OPTION: Tuesday (0 votes)
+"""
+
+
+def test_older_ios_notice_documents_locations_contacts_deleted_and_polls():
+    """The shapes of an older iOS export (no U+200E marks; en_GB clock with dots), and what every phone writes for
+    a shared location, an omitted document or contact card, and a poll."""
+    export = whatsapp_export.parse(OLDER_IOS.encode(), "Jane Doe", "k", UTC, me="Me")
+    assert export.date_order == "dmy" and export.chat_type == "private" and not export.unreadable
+    rows = export.messages
+    assert [(m.message_type, m.text) for m in rows] == [
+        ("system", "Messages to this chat and calls are now secured with end-to-end encryption."),
+        ("text", "Hello \U0001f604"),
+        ("text", "Hey!\nP.S. Nice emoji \U0001f440"),
+        ("document", None),
+        ("location", None),  # a place: its name and the link stay in the raw export
+        ("location", None),  # a live location
+        ("contacts", None),
+        ("revoke", None),
+        ("text", "Is the shop at https://maps.google.com/?q=60.1,24.9 open today?"),  # a link in a sentence
+        ("poll", "Which day?"),
+    ]
+    assert rows[0].sender_id is None and rows[1].sender_id == "Jane Doe" and rows[2].direction == "out"
+    assert rows[1].sent_at == ms(2019, 1, 1, 12, 0, 5) and rows[7].sent_at == ms(2019, 1, 13, 9)
+
+
+def test_android_locations_contact_cards_and_audio_without_a_suffix():
+    text = ("15/01/2023, 10:05 - Luc\u00eda: Helsinki\nHelsinki\n"
+            "location: https://maps.google.com/?q=60.167850494384766,24.952964782714844\n"
+            "15/01/2023, 10:06 - Luc\u00eda: live location shared\n"
+            "15/01/2023, 10:07 - Luc\u00eda: AUD-20230115-WA0000. (file attached)\n"
+            "15/01/2023, 10:08 - Luc\u00eda: Jonas Weber.vcf (file attached)\n"
+            "15/01/2023, 10:09 - Luc\u00eda: <attached: 00000021-Jonas Weber.vcf>\n")
+    rows = whatsapp_export.parse(text.encode(), "Luc\u00eda", "k", UTC).messages
+    assert [(m.message_type, m.media_id) for m in rows] == [
+        ("location", None), ("location", None), ("audio", "AUD-20230115-WA0000."), ("contacts", "Jonas Weber.vcf"),
+        ("contacts", "00000021-Jonas Weber.vcf")]
+
+
+def test_attachments_in_any_language_are_known_by_the_files_beside_the_text():
+    """An export with media names its files in the phone's language; where the .zip holds the named file, that is
+    an attachment whatever the words; without the file, the line stays text (it may be one a person typed)."""
+    text = ("15/01/2023, 10:00 - Luc\u00eda: IMG-20230115-WA0003.jpg (archivo adjunto)\nla foto\n"
+            "[15.01.23, 10:01:00] Jonas: \u200e<Anhang: 00000021-PHOTO-2023-01-15-10-01-00.jpg>\n"
+            "15/01/2023, 10:02 - Luc\u00eda: menu.pdf (archivo adjunto)\n"
+            "15/01/2023, 10:03 - Luc\u00eda: see <this: thing> (not a file)\n")
+    files = {"IMG-20230115-WA0003.jpg", "00000021-PHOTO-2023-01-15-10-01-00.jpg", "menu.pdf"}
+    rows = whatsapp_export.parse(text.encode(), "Luc\u00eda", "k", UTC, files=files).messages
+    assert [(m.message_type, m.media_id, m.text) for m in rows] == [
+        ("image", "IMG-20230115-WA0003.jpg", "la foto"), ("image", "00000021-PHOTO-2023-01-15-10-01-00.jpg", None),
+        ("document", "menu.pdf", None), ("text", None, "see <this: thing> (not a file)")]
+    alone = whatsapp_export.parse(text.encode(), "Luc\u00eda", "k", UTC).messages  # the .txt without its files
+    assert [m.message_type for m in alone] == ["text"] * 4
+
+
 def test_ambiguous_dates_need_the_order_given():
     with pytest.raises(whatsapp_export.DateOrderUnknown, match="--date-order dmy or --date-order mdy"):
         wa("WhatsApp Chat with Ana.txt")
