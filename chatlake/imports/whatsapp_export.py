@@ -29,14 +29,20 @@ SOURCE = "whatsapp"
 ID_PREFIX = "wa-export:"
 DATE_ORDERS = ("dmy", "mdy", "ymd")
 
-# One message header. The date: three numbers; the time: h:mm[:ss] with an optional AM/PM word; then ` - ` (Android)
-# or `] ` (iOS, whose header starts with `[`). Directional marks (U+200E/U+200F) may come first.
+# One message header. The date: three numbers (Korean phones: "2023. 1. 15."); the time: h:mm[:ss] with an optional
+# AM/PM word after it, or before it in Korean, Chinese and Japanese ("오후 11:59", "下午11:59"), maybe after a word
+# that means "at" ("15/01/2023 à 23:59", Finnish "klo"); then ` - ` (Android) or `] ` (iOS, whose header starts with
+# `[`). Directional marks (U+200E/U+200F) may come first.
 HEADER = re.compile(
-    r"[\u200e\u200f\ufeff]*\[?(\d{1,4})([./-])(\d{1,2})\2(\d{1,4}),?[ \u00a0]"
-    r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?"
+    r"[\u200e\u200f\ufeff]*\[?(\d{1,4})([./-]) ?(\d{1,2})\2 ?(\d{1,4})\.?,?[ \u00a0](?:(?:à|klo|kl\.)[ \u00a0])?"
+    r"(?:(오전|오후|上午|下午|午前|午後) ?)?(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?"
     r"(?:[ \u00a0\u202f]?([AaPp])\.?[ \u00a0\u202f]?[Mm]\.?)?"
     r"(?:\] | - )(.*)"
 )
+# A header's fields, in the order the date and clock readers take them: the date's three numbers and separator, the
+# clock's hour, minute, second, AM/PM letter, and AM/PM word.
+_FIELDS = (1, 2, 3, 4, 6, 7, 8, 9, 5)
+_PM_WORDS = frozenset(("오후", "下午", "午後"))
 _PHONE = re.compile(r"\+?[\d ()\-\u00a0\u202f\u2011]{7,24}")
 _MARKS = str.maketrans("", "", "\u200e\u200f\ufeff\u202a\u202b\u202c\u2068\u2069")
 _ATTACHED = re.compile(r"<attached: ([^>]+)>")  # iOS, in a .zip with media
@@ -135,10 +141,10 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     for number, line in enumerate(lines, 1):
         m = match(line)
         if m is not None:
-            at = m.start(9)
+            at = m.start(10)
             header, first = line[:at], line[at:]
             if header not in fields:
-                fields[header] = m.groups()
+                fields[header] = m.group(*_FIELDS)
             sender, sep, rest = first.partition(": ")  # "Ana: hello"; a system line has no sender (Android)
             if sep and len(sender) <= 80:
                 name = clean.get(sender, False)
@@ -351,7 +357,7 @@ def _ymd(f: tuple[str | None, ...], order: str) -> tuple[int, int, int]:
 def _clock(f: tuple[str | None, ...]) -> tuple[int, int, int] | None:
     """(hour, minute, second) on a 24-hour clock, not checked beyond AM/PM's hours 1-12 (None outside them)."""
     hour, minute, second = int(f[4] or 0), int(f[5] or 0), int(f[6] or 0)
-    ampm = f[7]
+    ampm = f[7] or (f[8] and ("p" if f[8] in _PM_WORDS else "a"))
     if ampm is not None:
         if not 1 <= hour <= 12:
             return None
@@ -376,14 +382,14 @@ def _stamps(fields: dict[str, tuple], order: str, zone: tzinfo) -> dict[str, tup
                 known = dates[f[:4]] = (day.isoformat(), day.toordinal())
             except ValueError:
                 known = dates[f[:4]] = None
-        clock = clocks.get(f[4:8], False)
+        clock = clocks.get(f[4:9], False)
         if clock is False:
             hms = _clock(f)
             if hms is None or hms[0] > 23 or hms[1] > 59 or hms[2] > 59:
-                clock = clocks[f[4:8]] = None  # as datetime() refuses it
+                clock = clocks[f[4:9]] = None  # as datetime() refuses it
             else:
                 h, m, sec = hms
-                clock = clocks[f[4:8]] = (h, h * 3600 + m * 60 + sec, f"T{h:02d}:{m:02d}:{sec:02d}")
+                clock = clocks[f[4:9]] = (h, h * 3600 + m * 60 + sec, f"T{h:02d}:{m:02d}:{sec:02d}")
         if known is None or clock is None:
             out[header] = None
             continue

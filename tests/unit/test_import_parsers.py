@@ -186,6 +186,13 @@ def test_date_order_from_which_reading_runs_forward_in_time():
     ("1/15/23, 10:30\u00a0PM - Ana: x", "mdy", (2023, 1, 15, 22, 30)),
     ("1/15/23, 12:05 am - Ana: x", "mdy", (2023, 1, 15, 0, 5)),
     ("[1/15/23, 1:05:00 p.m.] Ana: x", "mdy", (2023, 1, 15, 13, 5)),
+    ("15/01/2023 \u00e0 23:59 - Chlo\u00e9: salut", "dmy", (2023, 1, 15, 23, 59)),  # French
+    ("15.1.2023 klo 23.59 - Aino: moi", "dmy", (2023, 1, 15, 23, 59)),  # Finnish
+    ("2023. 1. 15. \uc624\ud6c4 11:59 - \ud64d\uae38\ub3d9: x", "ymd", (2023, 1, 15, 23, 59)),  # Korean, 오후 (PM)
+    ("2023/1/15 \u4e0a\u534812:05 - \u5f20\u4e09: x", "ymd", (2023, 1, 15, 0, 5)),  # Chinese, 上午 (AM)
+    ("[2023/01/15 \u5348\u5f8c1:05:09] \u5c71\u7530: x", "ymd", (2023, 1, 15, 13, 5, 9)),  # Japanese, 午後 (PM)
+    ("\u0661\u0665/\u0660\u0661/\u0662\u0660\u0662\u0663, \u0661\u0660:\u0663\u0660 - x: y", "dmy",
+     (2023, 1, 15, 10, 30)),  # Arabic-Indic digits
 ])
 def test_layouts_and_clocks(line, order, expected):
     export = whatsapp_export.parse(line.encode(), "Ana", "k", UTC)
@@ -326,7 +333,7 @@ def test_header_times_converted_once_per_date_match_the_time_by_time_conversion(
         for hour in ("0", "01", "1", "2", "02", "3", "11", "12", "13", "23", "24"):
             for minute, second, ampm in (("00", None, None), ("30", "59", None), ("59", "60", None),
                                          ("15", None, "p"), ("15", None, "A"), ("61", None, None)):
-                f = (str(day), "/", str(month), "2023" if day != 29 else "24", hour, minute, second, ampm, "x")
+                f = (str(day), "/", str(month), "2023" if day != 29 else "24", hour, minute, second, ampm, None)
                 fields[repr(f)] = f
     expected = {}
     for header, f in fields.items():
