@@ -211,6 +211,8 @@ def _import_whatsapp(storage: Storage, data: bytes, file_name: str, zone: tzinfo
                                        progress=progress)
     except whatsapp_export.DateOrderUnknown as e:
         raise NeedsOption(str(e)) from None
+    if not export.rows:
+        raise ImportFailed(_no_messages(data_text, text_name, export.unreadable))
     if me is not None and not any(r[DIRECTION] == "out" for r in export.rows):
         raise NeedsOption(f"--me {me!r} wrote none of the messages: give your name exactly as the export shows it")
     unreadable = [f"line {n}: {line[:120]}" for n, line in export.unreadable]
@@ -218,6 +220,19 @@ def _import_whatsapp(storage: Storage, data: bytes, file_name: str, zone: tzinfo
                           date_order=export.date_order)
     _load(storage, data, digest, export.rows, export.attachments, media, result, pii_salt, progress)
     return result
+
+
+def _no_messages(text: bytes, name: str, unreadable: list[tuple[int, str]]) -> str:
+    """Why a text gave no message, and what to do: nothing is imported from it."""
+    shown = Path(name).name
+    if not text.strip():
+        return f"{shown} is empty: give the text WhatsApp's \"Export chat\" makes (or its .zip)"
+    if text.lstrip()[:1] == b"{":
+        return f"{shown} is JSON, not a WhatsApp export: for Telegram Desktop's result.json use " \
+               "`chatlake import telegram-export`"
+    first = f"; line {unreadable[0][0]}: {unreadable[0][1][:80]}" if unreadable else ""
+    return (f"no line of {shown} is a WhatsApp message (\"15/01/2023, 10:00 - Name: text\" or \"[15/01/2023, "
+            f"10:00:00] Name: text\", in any date order and clock){first}")
 
 
 def _unzip(data: bytes) -> tuple[bytes, str, dict[str, bytes]]:

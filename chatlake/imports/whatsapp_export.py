@@ -128,7 +128,9 @@ def parse(data: bytes, chat: str, raw_key: str, zone: tzinfo, *, me: str | None 
     Two passes, each as lean as it can be (an export can hold millions of lines): the lines into messages (their
     header, sender and text), then the rows, once the date order and whether the chat is a group are known. A
     header's time is converted once per distinct header, not once per message."""
-    text = data.decode("utf-8", errors="replace")
+    # UTF-8, as phones write it; UTF-16 where an editor saved it again ("Unicode" in Windows' Notepad), told by its BOM
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+    text = data.decode("utf-16" if utf16 else "utf-8", errors="replace")
     lines = text.replace("\ufeff", "").splitlines()  # a BOM (or several, where files were joined): dropped
     # per message: (line number, its header as written, sender or None, the text after "sender: " on its line)
     heads: list[tuple[int, str, str | None, str]] = []

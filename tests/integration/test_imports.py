@@ -19,7 +19,7 @@ from chalicelib import etl, layout
 from chalicelib.storage import FolderStorage
 from chalicelib.webhook import whatsapp_signature
 from chatlake import cli, query
-from chatlake.imports import load
+from chatlake.imports import load, whatsapp_export
 from chatlake.local import synthetic
 from tests.conftest import PROJECT_DIR, SECRETS, keys
 
@@ -293,6 +293,25 @@ def test_cli_summary_unreadable_lines_and_errors(lake, capsys, tmp_path):
     (tmp_path / "x.json").write_text("not json")
     assert cli.main(["import", "telegram-export", str(tmp_path / "x.json")]) == 1
     assert "not readable JSON" in capsys.readouterr().err
+    before = keys(lake, "")
+    for name, body, said in (("WhatsApp Chat with Ana.txt", TG.read_bytes(), "is JSON, not a WhatsApp export"),
+                             ("WhatsApp Chat with Ana.txt", b"", "is empty"),
+                             ("WhatsApp Chat with Ana.txt", "2023\u5e741\u670815\u65e5 \x1b[31mhi\n".encode(),
+                              "no line of WhatsApp Chat with Ana.txt is a WhatsApp message")):
+        (tmp_path / name).write_bytes(body)
+        assert cli.main(["import", "whatsapp-export", str(tmp_path / name), "--tz", "UTC"]) == 1
+        err = capsys.readouterr().err
+        assert said in err and "\x1b" not in err and len(err.strip().splitlines()) == 1
+    assert keys(lake, "") == before  # nothing kept from a file that is no export
+
+
+def test_a_whatsapp_text_saved_again_as_utf16_reads_as_the_phone_wrote_it(lake):
+    text = (EXPORTS / "WhatsApp Chat with Luc\u00eda.txt").read_bytes().decode("utf-8")
+    utf8 = whatsapp_export.parse(text.encode("utf-8"), "Luc\u00eda", "k", MADRID)
+    for codec in ("utf-16", "utf-16-be"):
+        data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)
+        again = whatsapp_export.parse(data, "Luc\u00eda", "k", MADRID)
+        assert again.rows == utf8.rows and again.unreadable == utf8.unreadable
 
 
 def test_the_analytics_pack_runs_over_imported_rows_alone(tmp_path):
