@@ -162,10 +162,7 @@ class Settings:
     def retry_window_days(self) -> int:
         """RETRY_WINDOW_DAYS: how many days back a later delivery of a message is still known as a retry (default
         7, WhatsApp's retry period). One number for the ETL's duplicate check, `status` and the catch-up."""
-        text = self._raw("RETRY_WINDOW_DAYS") or "7"
-        if not text.isdigit() or not 0 <= int(text) <= 366:
-            raise ConfigError(f"RETRY_WINDOW_DAYS must be a whole number of days from 0 to 366, not {text!r}")
-        return int(text)
+        return self._whole("RETRY_WINDOW_DAYS", 7, "days", 0, 366)
 
     def pii_salt(self) -> str | None:
         """The salt when `PII_MODE=hash`, None when identifiers are kept."""
@@ -183,10 +180,7 @@ class Settings:
     def etl_interval_minutes(self) -> int:
         """ETL_INTERVAL_MINUTES: how often the intraday run brings today up to date (default 15, 1 to 1440); today
         is behind when a delivery older than two intervals is not in a row yet."""
-        text = self._raw("ETL_INTERVAL_MINUTES") or "15"
-        if not text.isdigit() or not 1 <= int(text) <= 1440:
-            raise ConfigError(f"ETL_INTERVAL_MINUTES must be a whole number of minutes from 1 to 1440, not {text!r}")
-        return int(text)
+        return self._whole("ETL_INTERVAL_MINUTES", 15, "minutes", 1, 1440)
 
     @property
     def whatsapp_eum_topic(self) -> str | None:
@@ -218,20 +212,11 @@ class Settings:
     @property
     def media_max_bytes(self) -> int:
         """MEDIA_MAX_BYTES: the largest media file captured (default 100 MiB; WhatsApp documents go to 100 MB)."""
-        text = self._raw("MEDIA_MAX_BYTES") or str(100 * 1024 * 1024)
-        if not text.isdigit() or int(text) < 1:
-            raise ConfigError(f"MEDIA_MAX_BYTES must be a whole number of bytes, at least 1, not {text!r}")
-        return int(text)
+        return self._whole("MEDIA_MAX_BYTES", 100 * 1024 * 1024, "bytes", 1)
 
     def retention_days(self, name: str) -> int | None:
         """RAW_RETENTION_DAYS / TABLE_RETENTION_DAYS: whole days (1 or more) to keep a layer; None (unset): forever."""
-        text = self._raw(name)
-        if not text:
-            return None
-        if not text.isdigit() or int(text) < 1:
-            raise ConfigError(f"{name} must be a whole number of days (1 or more), or unset to keep forever; "
-                              f"not {text!r}")
-        return int(text)
+        return self._whole(name, None, "days", 1, unset="unset to keep forever")
 
     @property
     def raw_retention_days(self) -> int | None:
@@ -245,9 +230,17 @@ class Settings:
     def fanout_deliveries(self) -> int:
         """FANOUT_DELIVERIES: a day with more raw deliveries than this has its full run in AWS fanned out over
         workers of about half as many each (default 500000: one invocation reads about 1M in 8 minutes); 0: never."""
-        text = self._raw("FANOUT_DELIVERIES") or "500000"
-        if not text.isdigit():
-            raise ConfigError(f"FANOUT_DELIVERIES must be a whole number of deliveries (0: never), not {text!r}")
+        return self._whole("FANOUT_DELIVERIES", 500000, "deliveries", 0, unset="0 never fans out")
+
+    def _whole(self, name: str, default: Any, unit: str, low: int, high: int | None = None, unset: str = "") -> Any:
+        """A setting that is a whole number from `low` to `high` (no bound: None); `default` where it is unset."""
+        text = self._raw(name)
+        if not text:
+            return default
+        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+            bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise ConfigError(f"{name} must be a whole number of {unit}, {bounds}{f'; {unset}' if unset else ''}; "
+                              f"not {text!r}")
         return int(text)
 
 

@@ -23,15 +23,6 @@ UNRESERVED_MINIMUM = 10  # Lambda keeps at least this much of the account's conc
 # --- the bucket -----------------------------------------------------------------------------------------------
 
 
-def _retention(ctx: Context, name: str) -> int | None:
-    text = ctx.settings.get(name)
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise st.DeployError(f"{name} must be a whole number of days (1 or more), not {text!r}")
-    return int(text)
-
-
 def lifecycle_rules(raw_days: int | None, table_days: int | None) -> list[dict[str, Any]]:
     """Old versions expire (versioning is for mistakes, not for keeping every ETL rewrite forever); with
     RAW_RETENTION_DAYS / TABLE_RETENTION_DAYS, the layers expire too (`chatlake.retention.expiry_rules`, the rules
@@ -51,7 +42,7 @@ class Bucket:
 
     def check(self, ctx: Context) -> Change:
         s3, bucket = ctx.clients.s3, ctx.state.bucket
-        rules = lifecycle_rules(_retention(ctx, "RAW_RETENTION_DAYS"), _retention(ctx, "TABLE_RETENTION_DAYS"))
+        rules = lifecycle_rules(ctx.settings.raw_retention_days, ctx.settings.table_retention_days)
         change = Change(self.name, f"s3://{bucket}", detail={"rules": rules})
         try:
             s3.head_bucket(Bucket=bucket)
