@@ -109,16 +109,9 @@ class _Merged:
 def _first_copies(table: str, data: pa.Table) -> _Merged:
     """Each version (status) once: the copy of the raw key that sorts first. The shares are concatenated in share
     order and each keeps a run's order, so a stable sort by raw_key gives a single run's order of first sight."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = []
-    for name in _KEY_COLUMNS[table]:
-        column = data.column(name)
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())  # keys carry ms since the epoch, as the parsers give them
-        columns.append(column.to_pylist())
-    keys = list(zip(*columns, strict=True))
+    keys = list(zip(*(parquet.values(data, name) for name in _KEY_COLUMNS[table]), strict=True))
     first: dict[tuple, int] = {}
     duplicates = 0
     for position in pc.sort_indices(data, [("raw_key", "ascending")]).to_pylist():  # stable

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from chalicelib import erasure, etl, layout, runlog
+from chalicelib import erasure, etl, layout, parquet, runlog
 from chalicelib.storage import ObjectInfo, Storage, side_by_side
 
 log = logging.getLogger("chatlake.intraday")
@@ -148,7 +148,7 @@ def visible_keys(found: list[tuple[str, Any]], rows: etl.DayRows) -> tuple[set[t
             continue
         t = t.filter(pc.is_in(t.column(_ID_COLUMN[table]), value_set=value_sets[table]))
         if table == "messages":
-            edited = t.column("edited_at").cast(pa.int64()).to_pylist()
+            edited = parquet.values(t, "edited_at")
             messages.update(zip(t.column("source").to_pylist(), t.column("message_id").to_pylist(), edited,
                                 t.column("message_type").to_pylist(), strict=True))
         elif table == "statuses":

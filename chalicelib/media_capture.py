@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from chalicelib import layout, pii
+from chalicelib import layout, parquet, pii
 from chalicelib.media import Fetched, MediaError, clean_mime, extension
 from chalicelib.schema import MediaRow
 from chalicelib.storage import FolderStorage, NotFound, S3Storage, Storage, StorageError
@@ -120,12 +120,10 @@ def read_table(storage: Storage, day: date) -> tuple[dict[tuple[str, str], Media
         return {}, None
     meta = {k.decode(): v.decode() for k, v in (data.schema.metadata or {}).items()}
     names = [n for n in MediaRow.__slots__ if n in data.column_names]  # type: ignore[attr-defined]
-    columns = [data.column(n).to_pylist() for n in names]
+    columns = [parquet.values(data, n) for n in names]
     rows = {}
     for values in zip(*columns, strict=True):
         record = dict(zip(names, values, strict=True))
-        if isinstance(record.get("fetched_at"), datetime):
-            record["fetched_at"] = int(record["fetched_at"].timestamp() * 1000)
         record["attempts"] = record.get("attempts") or 0
         row = MediaRow(**record)
         rows[(row.source, row.media_id)] = row

@@ -1,4 +1,5 @@
-"""The lake's two ways of writing a Parquet file, so that every writer of a kind gives the same bytes.
+"""The lake's two ways of writing a Parquet file, so that every writer of a kind gives the same bytes, and the one
+way of reading a column back as Python values.
 
 - `table_bytes`: a table people query (`messages`, `statuses`, `rejects`, `media`): zstd, dictionaries and
   statistics. The full run, the fan-out's merge, imports and `forget` all write through it, so the same rows give
@@ -22,6 +23,17 @@ def table_bytes(data: Any) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(data, buffer, compression="zstd", use_dictionary=True, write_statistics=True)
     return buffer.getvalue()
+
+
+def values(data: Any, name: str) -> list[Any]:
+    """A column of an Arrow table as Python values, a timestamp as ms since the epoch (as the parsers give it).
+    Never as datetimes: pyarrow makes an aware one by trying to import pytz, for every value where it is missing."""
+    import pyarrow as pa
+
+    column = data.column(name)
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("ms", tz=column.type.tz)).cast(pa.int64())
+    return column.to_pylist()
 
 
 def record_bytes(data: Any) -> bytes:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from chalicelib import erasure, layout, pii
+from chalicelib import erasure, layout, parquet, pii
 from chalicelib.storage import NotFound, Storage
 from chalicelib.values import decode
 from chatlake.imports import telegram_export, whatsapp_export
@@ -409,9 +409,7 @@ def _lake_keys(storage: Storage, days: list[date], digest: str, source: str) -> 
                 own.add(key)
                 continue
             table = pq.read_table(io.BytesIO(storage.get(key)), columns=_KEY_COLUMNS)
-            columns = {c: table.column(c).to_pylist() for c in _KEY_COLUMNS}
-            for c in ("sent_at", "edited_at"):
-                columns[c] = [None if v is None else _ms(v) for v in columns[c]]
+            columns = {c: parquet.values(table, c) for c in _KEY_COLUMNS}
             rows = [dict(zip(_KEY_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
             from_import = layout.is_import_file(key)
             for r in rows:
@@ -423,6 +421,3 @@ def _lake_keys(storage: Storage, days: list[date], digest: str, source: str) -> 
                     held.fingerprints.update(lake_fingerprints(r))
     return held, own
 
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
