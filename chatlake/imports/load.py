@@ -24,7 +24,6 @@ import json
 import mimetypes
 import os
 import zipfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -55,6 +54,7 @@ from chatlake.imports.rows import (
     Row,
     as_messages,
     day_of,
+    days_sent,
     of_messages,
     parquet_by_day,
 )
@@ -271,11 +271,11 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Row], attachmen
         if pii_salt:
             pii.hash_rows(messages, [], pii_salt)
         rows = of_messages(messages)
-    sent_days = Counter(r[SENT_AT] // DAY_MS for r in rows)  # days since the epoch (UTC) -> rows sent that day
+    sent_days = days_sent(rows)
     near = sorted({EPOCH_DAY + timedelta(days=d + k) for d in sent_days for k in (-1, 0, 1)})
     held, own = _lake_keys(storage, near, digest, result.source)
     keep = _new_rows(rows, held, result)
-    days = Counter(r[SENT_AT] // DAY_MS for r in keep) if len(keep) < len(rows) else sent_days
+    days = days_sent(keep) if len(keep) < len(rows) else sent_days
     result.imported = len(keep)
     result.days = {day_of(d * DAY_MS).isoformat(): days[d] for d in sorted(days)}
     stored = {name: r for name, r in attachments.items() if name in media}
