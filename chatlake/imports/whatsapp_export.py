@@ -46,7 +46,8 @@ _PM_WORDS = frozenset(("오후", "下午", "午後"))
 _PHONE = re.compile(r"\+?[\d ()\-\u00a0\u202f\u2011]{7,24}")
 _MARKS = str.maketrans("", "", "\u200e\u200f\ufeff\u202a\u202b\u202c\u2068\u2069")
 _ATTACHED = re.compile(r"<attached: ([^>]+)>")  # iOS, in a .zip with media
-_FILE_ATTACHED = re.compile(r"^(.+?\.\w{0,5}) \(file attached\)$")  # Android ("AUD-….  (file attached)": no suffix)
+# Android, in a .zip with media (a voice file may lose its suffix: "AUD-20190101-WA0000.")
+_FILE_ATTACHED = re.compile(r"^(.+?\.\w{0,5}) \(file attached\)$")
 # The same in any language (`<Anhang: …>`, `… (archivo adjunto)`), trusted only for a file the .zip holds.
 _ANY_ATTACHED = re.compile(r"<[^<>:\n]{1,40}: ?([^<>\n]+)>")
 _ANY_FILE_ATTACHED = re.compile(r"^(.+?\.\w{0,5}) \([^()\n]{2,40}\)$")
@@ -58,8 +59,8 @@ OMITTED = {"<media omitted>": "media", "image omitted": "image", "video omitted"
            "sticker omitted": "sticker", "gif omitted": "video", "document omitted": "document",
            "contact card omitted": "contacts", "<media weggelassen>": "media", "<multimedia omitido>": "media",
            "<mídia oculta>": "media", "<médias omis>": "media", "<media omessi>": "media"}
-DELETED = frozenset((  # compared without a final "." (iOS writes one)
-"this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
+# A deleted message's placeholder, compared without a final "." (iOS writes one).
+DELETED = frozenset(("this message was deleted", "you deleted this message", "diese nachricht wurde gelöscht",
                      "se eliminó este mensaje", "eliminaste este mensaje", "essa mensagem foi apagada",
                      "ce message a été supprimé"))
 # What a system line (nobody wrote it: the app did) says, in English; other languages' system lines have no
@@ -250,7 +251,7 @@ def _content(content: str, no_sender: bool, files: Collection[str] = ()
             return "revoke", None, None, None, False
         if lowered == "live location shared":  # Android
             return "location", None, None, None, is_edit
-    if plain.endswith("document omitted"):  # iOS: "<file name> • <n> pages document omitted"
+    if plain.endswith(" document omitted") and " \u2022 " in plain:  # iOS: "<file> • <n> pages document omitted"
         return "document", None, None, None, is_edit
     if "maps.google.com/?q=" in plain and plain.count("\n") <= 2 and _LOCATION.search(plain.rpartition("\n")[2]):
         return "location", None, None, None, is_edit  # as the webhook's: no text, nobody typed one
