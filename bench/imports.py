@@ -147,6 +147,6 @@ def whatsapp_floor(data: bytes) -> None:
     base = statistics.median(times.pop("read-and-split"))
     ratios = {name: statistics.median(t) / base for name, t in times.items()}
     parts = ", ".join(f"{name} {r:.2f}x" for name, r in ratios.items())
-    print(f"  (for information) what any importer of the WhatsApp text must do, each step timed alone against the "
+    print(f"  (for information) the steps an import of the WhatsApp text cannot skip, each timed alone against the "
           f"same read-and-split: {parts}; together {sum(ratios.values()):.2f}x, against the goal of {GOAL}x",
           flush=True)
