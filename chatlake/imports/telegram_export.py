@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from chalicelib.schema import Message
+from chalicelib.values import digits, millis
 from chatlake.imports.rows import Row, as_messages
 
 SOURCE = "telegram"
@@ -127,7 +128,8 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
                out: Export) -> None:
     """Append the chat's rows to `out`. One pass, the fields read once each: an export can hold millions."""
     name = chat.get("name") if isinstance(chat.get("name"), str) else None
-    chat_type = CHAT_TYPES.get(chat.get("type"), "private" if chat.get("type") is None else "unknown")  # type: ignore[arg-type]
+    kind = chat.get("type")
+    chat_type = CHAT_TYPES.get(kind, "unknown") if isinstance(kind, str) else "private" if kind is None else "unknown"
     export_id = chat.get("id")
     label = f"chat {name or export_id!r}"
     if type(export_id) is not int:
@@ -147,8 +149,8 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
             continue
         number = msg.get("id")
         exact = msg.get("date_unixtime")
-        if isinstance(exact, str) and exact.isdigit():
-            sent_at: int | None = int(exact) * 1000
+        if type(exact) is str and exact.isdigit() and exact.isascii() and 0 < len(exact) <= 11:
+            sent_at: int | None = int(exact) * 1000  # 11 digits at most: a time the tables hold (before 5138)
         else:
             sent_at = _millis(msg, "date", zone, times)
         if type(number) is not int or sent_at is None:
@@ -208,7 +210,8 @@ def _kind(msg: dict[str, Any]) -> tuple[str, str | None, str | None]:
         return "photo", _path(photo), mime
     path = msg.get("file")
     if isinstance(path, str) or "media_type" in msg:
-        kind = MEDIA_TYPES.get(msg.get("media_type"), "document")  # type: ignore[arg-type]
+        media_type = msg.get("media_type")
+        kind = MEDIA_TYPES.get(media_type, "document") if isinstance(media_type, str) else "document"
         return kind, _path(path), mime
     location = msg.get("location_information")
     if isinstance(location, dict):
@@ -226,10 +229,9 @@ def _path(value: Any) -> str | None:
 def _millis(msg: dict[str, Any], name: str, zone: tzinfo, cache: dict[str, int | None]) -> int | None:
     """`<name>_unixtime` (exact) where present, else `<name>` (local time of the exporting computer) in `zone`."""
     exact = msg.get(f"{name}_unixtime")
-    if isinstance(exact, str) and exact.isdigit():
-        return int(exact) * 1000
-    if type(exact) is int and exact > 0:
-        return exact * 1000
+    exact_ms = millis(exact if type(exact) is int else digits(exact, 12))
+    if exact_ms is not None:
+        return exact_ms
     local = msg.get(name)
     if not isinstance(local, str):
         return None
@@ -240,9 +242,12 @@ def _millis(msg: dict[str, Any], name: str, zone: tzinfo, cache: dict[str, int |
     except ValueError:
         cache[local] = None
         return None
-    if naive.tzinfo is not None:
-        naive = naive.astimezone(UTC).replace(tzinfo=None)
-    else:
-        naive -= naive.replace(tzinfo=zone).utcoffset() or timedelta(0)
-    cache[local] = value = int((naive - datetime(1970, 1, 1)).total_seconds()) * 1000
+    try:
+        if naive.tzinfo is not None:
+            naive = naive.astimezone(UTC).replace(tzinfo=None)
+        else:
+            naive -= naive.replace(tzinfo=zone).utcoffset() or timedelta(0)
+    except OverflowError:  # a time at the very edge of the calendar
+        naive = datetime.min
+    cache[local] = value = millis(int((naive - datetime(1970, 1, 1)).total_seconds()))
     return value

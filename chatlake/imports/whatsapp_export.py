@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
 
 from chalicelib.schema import Message
+from chalicelib.values import MAX_UNIX_SECONDS
 from chatlake.imports.rows import Row, as_messages
 
 SOURCE = "whatsapp"
@@ -403,7 +404,7 @@ def _stamps(fields: dict[str, tuple], order: str, zone: tzinfo) -> dict[str, tup
             millis = _utc_millis(datetime(*_ymd(f, order), *_clock(f)), zone, offsets)  # type: ignore[misc]
         else:
             millis = ((ordinal - _EPOCH_ORDINAL) * 86400 + seconds - offset) * 1000
-        out[header] = (iso_date + iso_clock, millis)
+        out[header] = (iso_date + iso_clock, millis) if 0 < millis <= _LAST_MS else None  # a time the tables hold
     return out
 
 
@@ -424,6 +425,7 @@ def _utc_millis(local: datetime, zone: tzinfo, offsets: dict[tuple[int, int], in
 
 
 _EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_LAST_MS = MAX_UNIX_SECONDS * 1000
 
 
 def _hour_offset(local: datetime, zone: tzinfo) -> int | None:

@@ -624,3 +624,136 @@ def test_whatsapp_handshake_answers_any_query(secrets_env: dict[str, str]) -> No
 
     run()
     report("GET /whatsapp handshake, random queries", cases, "challenge echoed only for the right token")
+
+
+# --- history exports (`chatlake import`) --------------------------------------------------------------------------
+
+EXPORT_TYPES = {"text", "system", "media", "image", "video", "audio", "sticker", "document", "contacts", "revoke",
+                "location", "poll"}
+_ODD = st.sampled_from(["\u200e", "\u200f", "\ufeff", "\u202f", "\u00a0", "\r", "\u2028", "\x00", "\ud800", "<", ">",
+                        ": ", " - ", "[", "]", "\u202a", "(file attached)", "<attached: x.jpg>",
+                        "\u200e<Media omitted>", "<This message was edited>", "POLL:\n",
+                        "https://maps.google.com/?q=1,2"])
+
+
+@st.composite
+def whatsapp_lines(draw: st.DrawFn) -> str:
+    """A line of an export as phones write one (any layout, clock, marks, sender and text), one of those broken at
+    a random place, or any text at all."""
+    kind = draw(st.sampled_from(["header", "header", "header", "broken", "text", "odd"]))
+    if kind == "text":
+        return draw(st.text(max_size=120))
+    if kind == "odd":
+        return "".join(draw(st.lists(_ODD | st.text(max_size=8), max_size=8)))
+    a, b = draw(st.integers(0, 40)), draw(st.integers(0, 40))
+    year = draw(st.sampled_from(["23", "2023", "99", "0", "2024"]))
+    sep = draw(st.sampled_from(["/", ".", "-"]))
+    date_text = draw(st.sampled_from([f"{a}{sep}{b}{sep}{year}", f"2023{sep}{a}{sep}{b}", f"2023. {a}. {b}."]))
+    clock = f"{draw(st.integers(0, 25))}:{draw(st.integers(0, 61)):02d}" + draw(st.sampled_from(
+        ["", ":05", ".09"])) + draw(st.sampled_from(["", " AM", "\u202fpm", " p. m.", "\u00a0a.m."]))
+    clock = draw(st.sampled_from(["", "\uc624\ud6c4 ", "\u4e0b\u5348"])) + clock
+    head = draw(st.sampled_from([f"{date_text}, {clock} - ", f"[{date_text}, {clock}] ", f"{date_text} {clock} - ",
+                                 f"\u200e[{date_text} \u00e0 {clock}] "]))
+    body = draw(st.sampled_from(["", "Ana: ", "+34 612 34 56 78: ", "\u200eBook Club: ", "x" * 90 + ": "]))
+    line = head + body + draw(st.text(max_size=60) | _ODD)
+    if kind == "broken":
+        at = draw(st.integers(0, len(line)))
+        line = line[:at] + draw(st.text(max_size=3)) + line[at + 1:]
+    return line
+
+
+@st.composite
+def whatsapp_texts(draw: st.DrawFn) -> bytes:
+    lines = draw(st.lists(whatsapp_lines(), max_size=25))
+    text = draw(st.sampled_from(["\n", "\r\n", "\r"])).join(lines)
+    if draw(st.booleans()):
+        text = "\ufeff" + text
+    codec = draw(st.sampled_from(["utf-8", "utf-8", "utf-16"]))
+    data = text.encode(codec, "surrogatepass")
+    if draw(st.integers(0, 9)) == 0:  # damaged bytes
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.binary(max_size=4)) + data[at:]
+    return data
+
+
+def check_export_rows(rows: list[tuple], source: str) -> None:
+    from chatlake.imports import rows as import_rows
+
+    for r in rows:
+        assert r[import_rows.SOURCE] == source and type(r[import_rows.SENT_AT]) is int
+        assert isinstance(r[import_rows.MESSAGE_ID], str) and r[import_rows.MESSAGE_ID]
+    if rows:  # the rows make the day files the lake's readers expect (types, sort keys)
+        list(import_rows.parquet_by_day(rows, import_rows.days_sent(rows)))
+
+
+def test_whatsapp_export_parser_takes_any_text() -> None:
+    """Lines of every layout, broken headers, odd marks and damaged bytes: rows or unreadable lines, never an
+    exception (but the date order's, when the file cannot tell it); every header line is a message or reported."""
+    from chatlake.imports import whatsapp_export
+
+    cases = 0
+
+    @fuzz_settings(300)
+    @given(whatsapp_texts(), st.sampled_from([None, "dmy", "mdy", "ymd"]), st.sampled_from([None, "Ana"]))
+    def run(data: bytes, order: str | None, me: str | None) -> None:
+        nonlocal cases
+        cases += 1
+        try:
+            export = whatsapp_export.parse(data, "Ana", "k", UTC, me=me, date_order=order,
+                                           files={"x.jpg"} if cases % 2 else ())
+        except whatsapp_export.DateOrderUnknown:
+            assert order is None
+            return
+        check_export_rows(export.rows, "whatsapp")
+        assert {r[5] for r in export.rows} <= EXPORT_TYPES and export.chat_type in ("private", "group")
+        lines = data.decode("utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8", "replace")
+        lines = lines.replace("\ufeff", "").splitlines()
+        numbers = [n for n, _ in export.unreadable]
+        assert numbers == sorted(set(numbers)) and all(1 <= n <= len(lines) for n in numbers)
+        messages = sum(1 for r in export.rows if not r[17])  # an edit shows as the original and its version
+        headers = sum(1 for line in lines if whatsapp_export.HEADER.match(line))
+        assert messages + len(numbers) >= headers  # no header line is dropped without a word
+
+    run()
+    report("whatsapp_export.parse, arbitrary export texts", cases, "never raised; every header a row or reported")
+
+
+def test_telegram_export_parser_takes_any_mutation() -> None:
+    """A real export's messages with fields dropped, given other types or odd values: rows or unreadable entries,
+    never an exception (but NotAnExport, for a document that is no export at all)."""
+    from chatlake.imports import telegram_export
+
+    base = json.loads((PROJECT_DIR / "tests" / "exports" / "telegram_single_supergroup.json").read_bytes())
+    fields = sorted({k for m in base["messages"] for k in m} | {"date_unixtime", "edited", "from_id", "text"})
+    odd = st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats() | st.text(max_size=30) | st.lists(
+        st.text(max_size=5) | st.dictionaries(st.sampled_from(["type", "text"]), st.text(max_size=5)), max_size=3)
+    cases = 0
+
+    @fuzz_settings(300)
+    @given(st.data())
+    def run(data: st.DataObject) -> None:
+        nonlocal cases
+        cases += 1
+        doc = copy.deepcopy(base)
+        for _ in range(data.draw(st.integers(1, 6))):
+            if not doc["messages"]:
+                break
+            msg = doc["messages"][data.draw(st.integers(0, len(doc["messages"]) - 1))]
+            if not isinstance(msg, dict):
+                continue
+            name = data.draw(st.sampled_from(fields))
+            if data.draw(st.booleans()):
+                msg.pop(name, None)
+            else:
+                msg[name] = data.draw(odd)
+        if data.draw(st.integers(0, 9)) == 0:
+            doc[data.draw(st.sampled_from(["id", "type", "messages", "name"]))] = data.draw(odd)
+        try:
+            export = telegram_export.parse(doc, "k", UTC)
+        except telegram_export.NotAnExport:
+            return
+        check_export_rows(export.rows, "telegram")
+        assert all(isinstance(u, str) for u in export.unreadable)
+
+    run()
+    report("telegram_export.parse, mutated exports", cases, "never raised; rows well-typed and written as Parquet")
