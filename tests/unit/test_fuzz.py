@@ -15,9 +15,11 @@ import copy
 import hashlib
 import hmac
 import inspect
+import io
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -757,3 +759,38 @@ def test_telegram_export_parser_takes_any_mutation() -> None:
 
     run()
     report("telegram_export.parse, mutated exports", cases, "never raised; rows well-typed and written as Parquet")
+
+
+def test_chatlake_import_takes_any_file(tmp_path: Path) -> None:
+    """Any bytes as either kind of export (a zip, JSON, text, junk): imported, or refused with one of the import's
+    own errors (which the command prints as one line), never another exception."""
+    from chatlake.imports import load
+
+    lake = FolderStorage(tmp_path / "lake")
+    zone = load.zone_named("Europe/Madrid")
+    cases = 0
+
+    @fuzz_settings(200)
+    @given(whatsapp_texts() | st.binary(max_size=300) | st.builds(
+        lambda doc: json.dumps(doc).encode(), st.dictionaries(st.sampled_from(["messages", "chats", "id", "type"]),
+                                                              st.none() | st.integers() | st.lists(st.integers()))),
+           st.sampled_from(["telegram", "whatsapp"]), st.booleans())
+    def run(data: bytes, kind: str, zipped: bool) -> None:
+        nonlocal cases
+        cases += 1
+        if zipped:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w") as z:
+                z.writestr("_chat.txt", data)
+            data = buffer.getvalue()
+        try:
+            if kind == "telegram":
+                load.import_telegram(lake, data, zone=zone, zone_name="Europe/Madrid", dry_run=True)
+            else:
+                load.import_whatsapp(lake, data, "WhatsApp Chat with Ana.zip" if zipped else "WhatsApp Chat with "
+                                     "Ana.txt", zone=zone, zone_name="Europe/Madrid", date_order="dmy", dry_run=True)
+        except (load.ImportFailed, load.NeedsOption) as e:
+            assert str(e) and "\n" not in str(e).strip()
+
+    run()
+    report("chatlake import, arbitrary files", cases, "imported or refused with the import's own one-line error")
