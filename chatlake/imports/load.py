@@ -60,6 +60,7 @@ from chatlake.imports.rows import (
 )
 
 RECORD_FORMAT = 1
+STORERS = 8  # objects stored at once (waiting on the disk or the network)
 MAX_ZIP_BYTES = 4 << 30  # what a .zip may unpack to: a phone's export is far smaller; a zip bomb is not
 Progress = Callable[[int, int], None]
 _KEY_COLUMNS = ["source", "message_id", "edited_at", "sent_at", "chat_id", "chat_type", "sender_id", "sender_phone",
@@ -286,22 +287,29 @@ def _load(storage: Storage, data: bytes, digest: str, rows: list[Row], attachmen
     if result.dry_run:
         result.media_stored = len(stored)
         return
-    storage.put(result.export_key, data, overwrite=False)
-    for name, r in stored.items():
-        body = media[name]
-        ext = (Path(name).suffix or mimetypes.guess_extension(r[MEDIA_MIME_TYPE] or "") or ".bin").lower()
-        if storage.put(layout.media_key(result.source, day_of(r[SENT_AT]), layout.digest(body), ext), body,
-                       overwrite=False):
-            result.media_stored += 1
+    storage.put(result.export_key, data, overwrite=False)  # first: no row is in the lake without its export
     total, done = result.imported, 0
     previous = _previous_days(storage, result.source, digest)
     written: set[date] = set()
-    for day, body, n in parquet_by_day(keep, days):
-        storage.put(layout.import_part_key("messages", day, digest), body)
-        written.add(day)
-        done += n
-        if progress is not None:
-            progress(done, total)
+    # The media and the days' files are stored side by side: a put waits on the disk or the network, not on Python
+    # (on S3 a put is tens of milliseconds, and an export spans hundreds of days).
+    with ThreadPoolExecutor(STORERS, thread_name_prefix="import-store") as pool:
+        media_objects: dict[str, bytes] = {}  # key -> bytes: two attachments with the same bytes are one object
+        for name, r in stored.items():
+            body = media[name]
+            ext = (Path(name).suffix or mimetypes.guess_extension(r[MEDIA_MIME_TYPE] or "") or ".bin").lower()
+            media_objects[layout.media_key(result.source, day_of(r[SENT_AT]), layout.digest(body), ext)] = body
+        media_puts = [pool.submit(storage.put, key, body, overwrite=False) for key, body in media_objects.items()]
+        day_puts = []
+        for day, body, n in parquet_by_day(keep, days):
+            day_puts.append(pool.submit(storage.put, layout.import_part_key("messages", day, digest), body))
+            written.add(day)
+            done += n
+            if progress is not None:
+                progress(done, total)
+        for put in day_puts:
+            put.result()
+        result.media_stored = sum(put.result() for put in media_puts)
     for key in sorted(own | {layout.import_part_key("messages", d, digest) for d in previous}):
         day = layout.day_of(key)
         if day is not None and day not in written:  # an earlier import of this export wrote rows now held elsewhere
