@@ -404,28 +404,39 @@ def _name(value: str | None) -> str | None:
 
 
 def _lake_keys(storage: Storage, days: list[date], digest: str, source: str) -> tuple[Held, set[str]]:
-    """What the lake holds on those days (other imports' versions, the webhook's rows), and this export's own files."""
-    import pyarrow.parquet as pq
-
+    """What the lake holds on those days (other imports' versions, the webhook's rows), and this export's own files.
+    The days are listed and read side by side (on S3 each listing and read waits on the network)."""
     held, own = Held(), set()
     mine = layout.IMPORT_FILE_PREFIX + digest
-    for day in days:
-        for key in storage.keys(layout.enriched_prefix("messages", day)):
-            if not key.endswith(".parquet"):
-                continue
-            if key.rpartition("/")[2].startswith(mine):
-                own.add(key)
-                continue
-            table = pq.read_table(io.BytesIO(storage.get(key)), columns=_KEY_COLUMNS)
-            columns = {c: parquet.values(table, c) for c in _KEY_COLUMNS}
-            rows = [dict(zip(_KEY_COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-            from_import = layout.is_import_file(key)
-            for r in rows:
-                if r["source"] != source:
+    with ThreadPoolExecutor(STORERS, thread_name_prefix="import-read") as pool:
+        for files in pool.map(lambda day: _day_files(storage, day, mine), days):
+            for key, table in files:
+                if table is None:
+                    own.add(key)
                     continue
-                if from_import or r["chat_type"] in ("supergroup", "channel"):
-                    held.versions.add((r["source"], r["message_id"], r["edited_at"]))
-                if not from_import:
-                    held.fingerprints.update(lake_fingerprints(r))
+                columns = {c: parquet.values(table, c) for c in _KEY_COLUMNS}
+                from_import = layout.is_import_file(key)
+                for values in zip(*columns.values(), strict=True):
+                    r = dict(zip(_KEY_COLUMNS, values, strict=True))
+                    if r["source"] != source:
+                        continue
+                    if from_import or r["chat_type"] in ("supergroup", "channel"):
+                        held.versions.add((r["source"], r["message_id"], r["edited_at"]))
+                    if not from_import:
+                        held.fingerprints.update(lake_fingerprints(r))
     return held, own
+
+
+def _day_files(storage: Storage, day: date, mine: str) -> list[tuple[str, Any]]:
+    """The day's `messages` files: (key, the columns an import compares with), not read (None) for this export's own
+    files (`mine`: their name's start)."""
+    import pyarrow.parquet as pq
+
+    files = []
+    for key in storage.keys(layout.enriched_prefix("messages", day)):
+        if not key.endswith(".parquet"):
+            continue
+        own = key.rpartition("/")[2].startswith(mine)
+        files.append((key, None if own else pq.read_table(io.BytesIO(storage.get(key)), columns=_KEY_COLUMNS)))
+    return files
 
