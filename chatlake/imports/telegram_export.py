@@ -149,7 +149,7 @@ def _chat_rows(chat: dict[str, Any], raw_key: str, zone: tzinfo, me: str | None,
             continue
         number = msg.get("id")
         exact = msg.get("date_unixtime")
-        if type(exact) is str and exact.isdigit() and 0 < len(exact) <= 11:
+        if type(exact) is str and exact.isdecimal() and 0 < len(exact) <= 11:  # "²" is a digit, not decimal
             sent_at: int | None = int(exact) * 1000  # 11 digits at most: a time the tables hold (before 5138)
         else:
             sent_at = _millis(msg, "date", zone, times)

@@ -727,7 +727,9 @@ def test_telegram_export_parser_takes_any_mutation() -> None:
 
     base = json.loads((PROJECT_DIR / "tests" / "exports" / "telegram_single_supergroup.json").read_bytes())
     fields = sorted({k for m in base["messages"] for k in m} | {"date_unixtime", "edited", "from_id", "text"})
-    odd = st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats() | st.text(max_size=30) | st.lists(
+    odd = st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats() | st.text(max_size=30) | st.sampled_from(
+        ["\u00b2", "\u0661\u0666\u0667\u0662", "99999999999999999999", "-5", " 12", "2023-13-01", "0001-01-01T00:00:00",
+         "9999-12-31T23:59:59", "2023-01-01T10:00:00+14:00"]) | st.lists(
         st.text(max_size=5) | st.dictionaries(st.sampled_from(["type", "text"]), st.text(max_size=5)), max_size=3)
     cases = 0
 

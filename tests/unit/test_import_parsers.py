@@ -279,6 +279,26 @@ def test_not_an_export(document, message):
         telegram_export.parse(document, "k", UTC)
 
 
+def test_odd_unix_times_fall_back_to_the_local_date_or_are_reported():
+    def chat(*messages):
+        return {"name": "x", "type": "personal_chat", "id": 5, "messages": [
+            {"id": i, "type": "message", "text": "t", **m} for i, m in enumerate(messages, 1)]}
+
+    local = {"date": "2023-01-01T10:00:00"}
+    new_york = ZoneInfo("America/New_York")
+    export = telegram_export.parse(chat(
+        {**local, "date_unixtime": "\u00b2"},  # a digit, not a number
+        {**local, "date_unixtime": "\u0661\u0666\u0667\u0662\u0665\u0666\u0667\u0662\u0660\u0660"},  # Arabic-Indic
+        {**local, "date_unixtime": "99999999999999999999"},  # past 9999
+        {"date": "9999-12-31T23:59:59"},  # past 9999 in UTC
+        {**local, "edited": "0001-01-01T00:00:00"},  # an edit before 1970: no time the tables hold, no edit row
+    ), "k", new_york)
+    ten = ms(2023, 1, 1, 10, tz=new_york)
+    assert [(r[1], r[2], r[7]) for r in export.rows] == [("5:1", ten, None), ("5:2", 1672567200000, None),
+                                                         ("5:3", ten, None), ("5:5", ten, None)]
+    assert export.unreadable == ["chat 'x', message 4: no integer `id` or no readable `date`"]
+
+
 def test_bot_api_ids():
     assert telegram_export.bot_api_chat_id(1234567890, "supergroup") == -1001234567890
     assert telegram_export.bot_api_chat_id(1234567890, "channel") == -1001234567890
