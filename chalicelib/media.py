@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from chalicelib.values import digits
+
 MiB = 1024 * 1024
 GRAPH_API_VERSION = "v21.0"
 #: Graph API error codes that mean "slow down, then try again": 4 (app rate limit), 80007 (WhatsApp rate limit),
@@ -212,17 +214,17 @@ class Http:
                 error = _status_error(status, what, _origin(url)[1])
                 error.status = status  # type: ignore[attr-defined]
                 raise error
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-                raise MediaError("too_large", f"{what}: {int(declared):,} bytes is over MEDIA_MAX_BYTES "
+            declared = digits(response.headers.get("Content-Length"), 18)  # the sender's word, checked below
+            if declared is not None and declared > limits.max_bytes:
+                raise MediaError("too_large", f"{what}: {declared:,} bytes is over MEDIA_MAX_BYTES "
                                  f"({limits.max_bytes:,})")
             mime = response.headers.get_content_type() if response.headers.get("Content-Type") else None
             path, size, sha256 = spool_stream(getattr(response, "read1", response.read), limits, self.spool, what,
                                               f"{what}: {_origin(url)[1]} stopped sending for {limits.timeout:g} s",
                                               started, self.redact)
-        if declared and declared.isdigit() and size != int(declared):
+        if declared is not None and size != declared:
             os.unlink(path)
-            raise MediaError("retry", f"{what}: got {size:,} of {int(declared):,} bytes")
+            raise MediaError("retry", f"{what}: got {size:,} of {declared:,} bytes")
         return Fetched(path, size, sha256, None if mime == "application/octet-stream" else mime)
 
 
@@ -311,7 +313,7 @@ class WhatsAppMedia:
         for attempt in (1, 2):
             info = self._describe(media_id)
             size = info.get("file_size")
-            size = int(size) if isinstance(size, int | str) and str(size).isdigit() else None
+            size = size if type(size) is int and size >= 0 else digits(size, 18)
             try:
                 fetched = self.http.download(info["url"], self._auth(), "WhatsApp media download", size)
             except MediaError as e:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chalicelib.values import digits
+
 DEFAULT_DATALAKE_URL = "./datalake"
 DOTENV_PATH = ".env"
 
@@ -237,11 +239,12 @@ class Settings:
         text = self._raw(name)
         if not text:
             return default
-        if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        number = digits(text, 18)
+        if number is None or number < low or (high is not None and number > high):
             bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
             raise ConfigError(f"{name} must be a whole number of {unit}, {bounds}{f'; {unset}' if unset else ''}; "
                               f"not {text!r}")
-        return int(text)
+        return number
 
 
 def load(

@@ -19,6 +19,7 @@ from pathlib import Path
 from chalicelib import runtime
 from chalicelib.settings import ConfigError, Settings
 from chalicelib.storage import StorageError, require_existing
+from chalicelib.values import digits
 from chatlake import __version__
 from chatlake.deploy.stage import DeployError
 from chatlake.query import Engine, QueryError
@@ -539,9 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def port_number(text: str) -> int:
     """`--port`: 1 to 65535, checked while parsing (bad usage, exit 2)."""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    port = digits(text, 5)
+    if port is None or not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 1 to 65535")
-    return int(text)
+    return port
 
 
 def check_lake(args: argparse.Namespace) -> None:

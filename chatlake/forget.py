@@ -67,18 +67,18 @@ class Subject:
         value = text.strip()
         if kind == "phone":
             value = re.sub(r"[\s().-]", "", value).removeprefix("+")
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise ForgetError(f"--phone {text!r} is not a phone number: digits, as in +15551234567")
         elif kind == "wa-id":
             value = value.removeprefix("+")
-            if not re.fullmatch(r"\d+|[A-Z]{2}\.[A-Za-z0-9._-]+", value):
+            if not re.fullmatch(r"[0-9]+|[A-Z]{2}\.[A-Za-z0-9._-]+", value):
                 raise ForgetError(f"--wa-id {text!r} is not a WhatsApp id: the wa_id digits or a BSUID like US.123…")
         elif kind == "telegram-user":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise ForgetError(f"--telegram-user {text!r} is not a Telegram user id (a positive whole number)")
         elif kind == "chat":
             value = value.removeprefix("+")
-            if not re.fullmatch(r"-?\d+|[A-Z]{2}\.[A-Za-z0-9._-]+", value):
+            if not re.fullmatch(r"-?[0-9]+|[A-Z]{2}\.[A-Za-z0-9._-]+", value):
                 raise ForgetError(f"--chat {text!r} is not a chat id: a Telegram chat id or a WhatsApp wa_id")
         else:
             raise ForgetError(f"unknown identifier kind {kind!r}")

@@ -87,7 +87,7 @@ def bot_api_peer_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return str(value) if type(value) is int else None
     for prefix, form in (("user", "{}"), ("channel", "-100{}"), ("chat", "-{}")):
-        if value.startswith(prefix) and value[len(prefix):].isdigit():
+        if value.startswith(prefix) and value[len(prefix):].isascii() and value[len(prefix):].isdigit():
             return form.format(value[len(prefix):])
     return None
 

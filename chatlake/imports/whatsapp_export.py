@@ -115,7 +115,7 @@ def phone_digits(name: str | None) -> str | None:
     """The digits of a sender shown as a phone number ("+34 612 34 56 78"), else None."""
     if name is None or not _PHONE.fullmatch(name):
         return None
-    digits = "".join(c for c in name if c.isdigit())
+    digits = "".join(str(int(c)) for c in name if c.isdecimal())  # as ASCII, as the webhook's wa_id
     return digits if 7 <= len(digits) <= 15 else None
 
 

@@ -52,6 +52,7 @@ class FakeFile:
     stall_after: int | None = None  # send this many bytes, then hang (until the server stops)
     claimed_sha256: str | None = None  # the Graph API's sha256 (default: the true one)
     send_length: bool = True  # False: no Content-Length, and the APIs give no file_size (only streaming can tell)
+    length_header: str | None = None  # a Content-Length that is no number, as a misbehaving server writes one
 
     @property
     def size(self) -> int:
@@ -131,7 +132,9 @@ class _Server:
             return
         request.send_response(200)
         request.send_header("Content-Type", content_type)
-        if file.send_length:
+        if file.length_header is not None:
+            request.send_header("Content-Length", file.length_header)
+        if file.send_length and file.length_header is None:
             request.send_header("Content-Length", str(file.size))
         else:
             request.send_header("Connection", "close")

@@ -179,6 +179,16 @@ def test_over_the_limit_is_stopped_while_streaming_and_nothing_partial_is_kept(l
     assert media_keys(lake) == [] and list(spool.iterdir()) == []
 
 
+def test_a_content_length_that_is_no_number_is_not_believed(lake, fakes):
+    """A download's Content-Length is the server's word: "²" is a digit to Python but no number; the bytes decide."""
+    graph, bot = fakes
+    body = b"\xff\xd8\xff\xe0 a photo"
+    graph.add("odd-length", FakeFile(body, "image/jpeg", send_length=False, length_header="\u00b2"))
+    one_whatsapp(lake, "odd-length")
+    mc.run(capture(lake, graph, bot), TODAY, [TODAY])
+    assert table(lake)["odd-length"].status == "stored" and [lake.get(k) for k in media_keys(lake)] == [body]
+
+
 def test_a_sha256_mismatch_stores_nothing_and_is_retried(lake, fakes):
     graph, bot = fakes
     graph.add("m1", FakeFile(b"the real bytes", claimed_sha256="0" * 64))
