@@ -21,6 +21,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -35,20 +36,52 @@ _OK, _FAILED = b"\x00", b"\x01"
 
 def usable_cores() -> int:
     """How many processes may work side by side now: this one, plus the cores it may run on that other programs
-    leave idle (by the 1-minute load average, counting this process in it); 1 when forking is not safe (no
-    `os.fork`, or another thread alive). A worker on a busy core only adds the cost of sending its rows back:
-    on the shared 2-core development machine at load 4, two processes took 2.2× the floor and one 2.0×."""
+    leave idle; 1 when forking is not safe (no `os.fork`, or another thread alive). A worker on a busy core only
+    adds the cost of sending its rows back: on the shared 2-core development machine at load 4, two processes took
+    2.2× the floor and one 2.0×."""
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    try:
-        others = max(0.0, os.getloadavg()[0] - 1.0)
-    except OSError:
-        others = 0.0
+    others = other_runnable()
     return max(1, min(cores, 1 + round(cores - 1 - others)))
+
+
+def other_runnable() -> float:
+    """Other programs' demand for CPU now, in cores. On Linux, the tasks runnable at this moment (`procs_running` of
+    /proc/stat, which counts this process), averaged over a few samples 5 ms apart: the 1-minute load average lags
+    by a minute, so processes that just ended (the previous steps of a script, a test run) still count in it, and
+    it counts tasks waiting on a disk. Elsewhere, the load average less this process."""
+    samples = []
+    for i in range(SAMPLES):
+        running = _procs_running()
+        if running is None:
+            break
+        samples.append(max(0, running - 1))
+        if i < SAMPLES - 1:
+            time.sleep(0.005)
+    if samples:
+        return sum(samples) / len(samples)
+    try:
+        return max(0.0, os.getloadavg()[0] - 1.0)
+    except OSError:
+        return 0.0
+
+
+SAMPLES = 5
+
+
+def _procs_running() -> int | None:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def slices(items: Sequence[T], count: int) -> list[Sequence[T]]:

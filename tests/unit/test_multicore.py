@@ -69,8 +69,26 @@ def test_no_fork_while_another_thread_is_alive():
         thread.join()
 
 
-@pytest.mark.parametrize(("load", "want"), [(0.2, 4), (1.0, 4), (2.4, 3), (3.4, 2), (4.6, 1), (12.0, 1)])
-def test_cores_other_programs_keep_busy_are_not_used(monkeypatch, load, want):
+@pytest.mark.parametrize(("running", "want"), [([1], 4), ([1, 2, 1, 1, 1], 4), ([2], 3), ([3, 3, 4, 3, 3], 2),
+                                                ([5], 1), ([13], 1)])
+def test_cores_other_programs_keep_busy_are_not_used(monkeypatch, running, want):
+    """Linux: the tasks runnable now (this process among them), a few samples; not the lagging load average."""
+    samples = iter(running * multicore.SAMPLES)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(multicore, "_procs_running", lambda: next(samples))
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # programs that just ended: not counted
+    assert multicore.usable_cores() == want
+
+
+@pytest.mark.parametrize(("load", "want"), [(0.2, 4), (1.0, 4), (2.4, 3), (3.4, 2), (4.6, 1), (12.0, 1)])
+def test_without_proc_stat_the_load_average_tells(monkeypatch, load, want):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(multicore, "_procs_running", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert multicore.usable_cores() == want
+
+
+def test_procs_running_is_read_from_proc_stat():
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat here")
+    assert multicore._procs_running() >= 1  # this process, reading it
