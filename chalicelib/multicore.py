@@ -32,6 +32,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _OK, _FAILED = b"\x00", b"\x01"
+SAMPLES = 5  # readings of the runnable tasks, 5 ms apart, that `other_runnable` averages
 
 
 def usable_cores() -> int:
@@ -68,9 +69,6 @@ def other_runnable() -> float:
         return max(0.0, os.getloadavg()[0] - 1.0)
     except OSError:
         return 0.0
-
-
-SAMPLES = 5
 
 
 def _procs_running() -> int | None:

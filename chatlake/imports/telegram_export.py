@@ -87,8 +87,9 @@ def bot_api_peer_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return str(value) if type(value) is int else None
     for prefix, form in (("user", "{}"), ("channel", "-100{}"), ("chat", "-{}")):
-        if value.startswith(prefix) and value[len(prefix):].isascii() and value[len(prefix):].isdigit():
-            return form.format(value[len(prefix):])
+        number = value[len(prefix):]
+        if value.startswith(prefix) and number.isascii() and number.isdigit():
+            return form.format(number)
     return None
 
 
